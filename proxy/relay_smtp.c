@@ -1,0 +1,772 @@
+/*
+ * NAME
+ *	relay_smtp - the backend relay state machine (SMTP and LMTP client)
+ * DESCRIPTION
+ *	States: IDLE -> CONNECTING -> GREETING -> EHLO -> READY (-> CLOSING).
+ *	Commands from the session are queued; in READY the queue is pumped:
+ *	all at once when the backend offers PIPELINING (DATA ends a group, as
+ *	RFC 2920 says), else one at a time. Replies are matched to the sent
+ *	commands in order. DATA's 354 turns the same queue entry into the
+ *	end-of-data marker; the message is streamed dot-stuffed with flow
+ *	control, then ".", and the final reply (one per accepted recipient for
+ *	LMTP) goes back to the session.
+ *
+ *	Any timeout, EOF, socket error or malformed reply fails every queued
+ *	command with 451 4.4.x and drops the connection; the next transaction
+ *	reconnects. px_relay_free on an idle connection sends QUIT first.
+ *
+ *	The backend address is resolved with getaddrinfo() when the relay first
+ *	connects: give an IP address or a name from /etc/hosts, because that
+ *	call blocks the I/O thread while it resolves.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "filters/spool.h"
+#include "policy/config.h"
+#include "relay_int.h"
+#include "smtp_parse.h"
+
+enum rs_state { RS_IDLE, RS_CONNECTING, RS_GREETING, RS_EHLO, RS_READY, RS_CLOSING };
+static const char *const rs_state_names[] = {
+	"idle", "connecting", "greeting", "ehlo", "ready", "closing"
+};
+
+enum rs_kind { K_MAIL, K_RCPT, K_DATA, K_DOT, K_RSET, K_QUIT };
+
+#define RS_LINE_MAX      4096           /* a backend reply line; longer is an error */
+#define RS_BODY_CHUNK    65536
+#define RS_OUT_HIGH      (256 * 1024)   /* stop filling the socket buffer here */
+#define RS_QUIT_TIMEOUT  5
+
+struct rs_cmd {
+	struct rs_cmd *next;
+	enum rs_kind kind;
+	char *text;                      /* without CRLF */
+	char *params;                    /* ESMTP parameters, filtered when sent */
+	px_relay_cb cb;
+	void *arg;
+	int sent;
+	unsigned expect, got;            /* replies: 1, or accepted recipients (LMTP DOT) */
+	unsigned n2, n4, n5;             /* LMTP DOT: reply classes seen */
+	struct px_reply first_ok, first_bad4, first_bad5;
+};
+
+struct rs {
+	struct px_relay *rl;
+	enum rs_state state;
+	struct bufferevent *bev;
+	unsigned caps;
+	int lmtp;
+	int detached;
+	int dead;                        /* destroyed; freed on the next loop turn */
+	struct rs_cmd *head;             /* sent commands first, then unsent */
+	unsigned outstanding;
+	int txn_open;                    /* MAIL queued or accepted on this connection */
+	unsigned rcpt_ok;
+	/* the reply being read */
+	char rtext[PX_REPLY_MAX];
+	size_t rlen;
+	int rcode;
+	/* the body being streamed */
+	const struct px_message *msg;
+	size_t body_off;
+	int prepend_done, at_bol, streaming;
+};
+
+static void rs_pump(struct rs *rs);
+static void rs_fail(struct rs *rs, int code, const char *esc, const char *why);
+
+/* rs_enter_state - the one place the state changes; logged at debug */
+static void rs_enter_state(struct rs *rs, enum rs_state next)
+{
+	if (px_log_enabled(PX_LOG_DEBUG))
+		px_log(PX_LOG_DEBUG, rs->rl->client.sid, "relay state=%s next=%s",
+		       rs_state_names[rs->state], rs_state_names[next]);
+	rs->state = next;
+}
+
+/* rs_timeouts - read timeout while a reply is awaited, write timeout always */
+static void rs_set_timeout(struct rs *rs, unsigned ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	bufferevent_set_timeouts(rs->bev, &tv, &tv);
+}
+
+/* rs_reply - deliver one reply to a command's callback (via the loop) */
+static void rs_reply(struct rs *rs, struct rs_cmd *c, const struct px_reply *r)
+{
+	if (c->cb != NULL && !rs->detached)
+		px_relay_defer(rs->rl, c->cb, c->arg, r);
+}
+
+/* cmd_free - one queue entry */
+static void cmd_free(struct rs_cmd *c)
+{
+	free(c->params);
+	free(c->text);
+	free(c);
+}
+
+/* rs_enqueue - add a command at the tail */
+static struct rs_cmd *rs_enqueue(struct rs *rs, enum rs_kind kind, const char *text,
+				 const char *params, px_relay_cb cb, void *arg)
+{
+	struct rs_cmd *c = calloc(1, sizeof(*c)), **tail;
+
+	if (c == NULL || (c->text = strdup(text)) == NULL ||
+	    (c->params = strdup(params ? params : "")) == NULL)
+		abort();
+	c->kind = kind;
+	c->cb = cb;
+	c->arg = arg;
+	c->expect = 1;
+	for (tail = &rs->head; *tail != NULL; tail = &(*tail)->next)
+		;
+	*tail = c;
+	return c;
+}
+
+/* rs_close - drop the connection, back to IDLE */
+static void rs_close(struct rs *rs)
+{
+	if (rs->bev != NULL) {
+		bufferevent_free(rs->bev);
+		rs->bev = NULL;
+	}
+	rs->outstanding = 0;
+	rs->txn_open = 0;
+	rs->rcpt_ok = 0;
+	rs->streaming = 0;
+	rs->msg = NULL;
+	rs->rlen = 0;
+	rs->rcode = 0;
+	rs_enter_state(rs, RS_IDLE);
+}
+
+/* rs_destroy_now - free everything (from the loop, once no callback runs) */
+static void rs_destroy_now(evutil_socket_t fd, short what, void *arg)
+{
+	struct rs *rs = arg;
+	struct rs_cmd *c;
+
+	while ((c = rs->head) != NULL) {
+		rs->head = c->next;
+		cmd_free(c);
+	}
+	free(rs->rl);
+	free(rs);
+}
+
+/* rs_destroy - close now, free on the next loop turn (callers may still hold rs) */
+static void rs_destroy(struct rs *rs)
+{
+	struct timeval now = { 0, 0 };
+
+	if (rs->dead)
+		return;
+	rs->dead = 1;
+	rs_close(rs);
+	if (event_base_once(rs->rl->base, -1, EV_TIMEOUT, rs_destroy_now, rs, &now) < 0)
+		rs_destroy_now(-1, 0, rs);
+}
+
+/* rs_fail - every queued command gets a 4xx; the connection goes */
+static void rs_fail(struct rs *rs, int code, const char *esc, const char *why)
+{
+	struct px_reply r;
+	struct rs_cmd *c;
+
+	if (rs->detached) {
+		rs_destroy(rs);
+		return;
+	}
+	px_log(PX_LOG_WARN, rs->rl->client.sid, "relay error backend=%s state=%s reason=\"%s\"",
+	       rs->rl->cfg->backend.text, rs_state_names[rs->state], why);
+	px_reply_set(&r, code, esc, "Backend unavailable: %s; try again later", why);
+	while ((c = rs->head) != NULL) {
+		rs->head = c->next;
+		rs_reply(rs, c, &r);
+		cmd_free(c);
+	}
+	rs_close(rs);
+}
+
+/* rs_sockaddr - the backend address; 0 or -1 with why */
+static int rs_sockaddr(struct rs *rs, struct sockaddr_storage *ss, socklen_t *len, char *why,
+		       size_t whylen)
+{
+	const struct px_backend_spec *b = &rs->rl->cfg->backend;
+	struct addrinfo hints = { 0 }, *res;
+	struct sockaddr_un *un = (struct sockaddr_un *)ss;
+	int rc;
+
+	memset(ss, 0, sizeof(*ss));
+	if (b->path != NULL) {
+		if (strlen(b->path) >= sizeof(un->sun_path)) {
+			snprintf(why, whylen, "socket path too long");
+			return -1;
+		}
+		un->sun_family = AF_UNIX;
+		strcpy(un->sun_path, b->path);
+		*len = sizeof(*un);
+		return 0;
+	}
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if ((rc = getaddrinfo(b->host, b->port, &hints, &res)) != 0) {
+		snprintf(why, whylen, "cannot resolve %s: %s", b->host, gai_strerror(rc));
+		return -1;
+	}
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
+}
+
+static void rs_read_cb(struct bufferevent *bev, void *arg);
+static void rs_write_cb(struct bufferevent *bev, void *arg);
+static void rs_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* rs_connect - start connecting; failures come back through rs_fail */
+static void rs_connect(struct rs *rs)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char why[256];
+
+	rs_enter_state(rs, RS_CONNECTING);
+	if (rs_sockaddr(rs, &ss, &len, why, sizeof(why)) < 0) {
+		rs_fail(rs, 451, "4.4.1", why);
+		return;
+	}
+	rs->bev = bufferevent_socket_new(rs->rl->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (rs->bev == NULL) {
+		rs_fail(rs, 451, "4.3.0", "out of memory");
+		return;
+	}
+	bufferevent_setcb(rs->bev, rs_read_cb, rs_write_cb, rs_event_cb, rs);
+	rs_set_timeout(rs, rs->rl->cfg->timeouts.backend_connect);
+	if (bufferevent_socket_connect(rs->bev, (struct sockaddr *)&ss, (int)len) < 0)
+		rs_fail(rs, 451, "4.4.1", "connect failed");
+}
+
+/* rs_write_line - one command line */
+static void rs_write_line(struct rs *rs, const char *text)
+{
+	struct evbuffer *out = bufferevent_get_output(rs->bev);
+
+	if (px_log_enabled(PX_LOG_DEBUG))
+		px_log(PX_LOG_DEBUG, rs->rl->client.sid, "relay send=\"%.200s\"", text);
+	evbuffer_add_printf(out, "%s\r\n", text);
+}
+
+/* param_cap - the capability a parameter needs at the backend; 0 = drop it */
+static unsigned param_cap(const char *kw, size_t n)
+{
+	static const struct { const char *kw; unsigned cap; } table[] = {
+		{ "SIZE", PX_CAP_SIZE }, { "BODY", PX_CAP_8BITMIME },
+		{ "SMTPUTF8", PX_CAP_SMTPUTF8 }, { "RET", PX_CAP_DSN }, { "ENVID", PX_CAP_DSN },
+		{ "NOTIFY", PX_CAP_DSN }, { "ORCPT", PX_CAP_DSN },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+		if (strlen(table[i].kw) == n && strncasecmp(kw, table[i].kw, n) == 0)
+			return table[i].cap;
+	return 0;
+}
+
+/* rs_write_cmd - the command with the parameters this backend understands */
+static void rs_write_cmd(struct rs *rs, const struct rs_cmd *c)
+{
+	char line[1200];
+	const char *p = c->params;
+	size_t n, kwlen, len;
+
+	len = (size_t)snprintf(line, sizeof(line), "%s", c->text);
+	while (*p != '\0' && len < sizeof(line)) {
+		n = strcspn(p, " ");
+		kwlen = strcspn(p, "= ");
+		if (n > 0 && (rs->caps & param_cap(p, kwlen)) && len + 1 + n < sizeof(line))
+			len += (size_t)snprintf(line + len, sizeof(line) - len, " %.*s", (int)n, p);
+		p += n;
+		p += strspn(p, " ");
+	}
+	rs_write_line(rs, line);
+}
+
+/* rs_pump - send what the backend may take now */
+static void rs_pump(struct rs *rs)
+{
+	struct rs_cmd *c;
+
+	if (rs->state == RS_IDLE && rs->head != NULL) {
+		rs_connect(rs);
+		return;
+	}
+	if (rs->state != RS_READY || rs->streaming)
+		return;
+	for (c = rs->head; c != NULL; c = c->next) {
+		if (c->sent) {
+			if (c->kind == K_DATA || c->kind == K_DOT)
+				return;          /* a sync point is still open */
+			continue;
+		}
+		if (rs->outstanding > 0 && !(rs->caps & PX_CAP_PIPELINING))
+			return;
+		rs_write_cmd(rs, c);
+		c->sent = 1;
+		rs->outstanding++;
+		if (c->kind == K_DATA || c->kind == K_QUIT)
+			return;
+	}
+}
+
+/* caps_parse - EHLO keywords (lines after the first) */
+static unsigned caps_parse(const char *text)
+{
+	static const struct { const char *kw; unsigned cap; } table[] = {
+		{ "PIPELINING", PX_CAP_PIPELINING }, { "SIZE", PX_CAP_SIZE },
+		{ "8BITMIME", PX_CAP_8BITMIME }, { "SMTPUTF8", PX_CAP_SMTPUTF8 },
+		{ "DSN", PX_CAP_DSN }, { "CHUNKING", PX_CAP_CHUNKING },
+		{ "XCLIENT", PX_CAP_XCLIENT }, { "XFORWARD", PX_CAP_XFORWARD },
+		{ "STARTTLS", PX_CAP_STARTTLS }, { "ENHANCEDSTATUSCODES", PX_CAP_ENHANCED },
+	};
+	const char *line = strchr(text, '\n');
+	unsigned caps = 0;
+	size_t i, n;
+
+	while (line != NULL) {
+		line++;
+		n = strcspn(line, " \n");
+		for (i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+			if (strlen(table[i].kw) == n && strncasecmp(line, table[i].kw, n) == 0)
+				caps |= table[i].cap;
+		line = strchr(line, '\n');
+	}
+	return caps;
+}
+
+/* rs_on_greeting - 220, then EHLO or LHLO */
+static void rs_on_greeting(struct rs *rs, int code, const char *text)
+{
+	char cmd[300];
+
+	if (code != 220) {
+		rs_fail(rs, 451, "4.4.1", "backend refused the session");
+		return;
+	}
+	snprintf(cmd, sizeof(cmd), "%s %s", rs->lmtp ? "LHLO" : "EHLO", rs->rl->cfg->hostname);
+	rs_enter_state(rs, RS_EHLO);
+	rs_write_line(rs, cmd);
+}
+
+/* rs_on_ehlo - learn the capabilities, start pumping */
+static void rs_on_ehlo(struct rs *rs, int code, const char *text)
+{
+	if (code != 250) {
+		rs_fail(rs, 451, "4.4.1", "backend refused EHLO");
+		return;
+	}
+	rs->caps = caps_parse(text);
+	px_backend_caps_note(rs->caps);
+	rs_enter_state(rs, RS_READY);
+	rs_pump(rs);
+}
+
+static void rs_stream_body(struct rs *rs);
+
+/* rs_on_data - 354 turns the entry into the end-of-data marker */
+static void rs_on_data(struct rs *rs, struct rs_cmd *c, const struct px_reply *r)
+{
+	if (r->code != 354) {
+		rs->head = c->next;
+		rs->txn_open = 0;
+		rs->rcpt_ok = 0;
+		rs_reply(rs, c, r);
+		cmd_free(c);
+		return;
+	}
+	c->kind = K_DOT;
+	c->expect = rs->lmtp ? rs->rcpt_ok : 1;
+	rs->outstanding++;                  /* the reply(ies) to "." */
+	rs->streaming = 1;
+	rs->body_off = 0;
+	rs->prepend_done = 0;
+	rs->at_bol = 1;
+	bufferevent_set_timeouts(rs->bev, NULL, NULL);
+	rs_set_timeout(rs, rs->rl->cfg->timeouts.backend_data);
+	rs_stream_body(rs);
+}
+
+/* dot_aggregate - one reply to "." (LMTP: one per recipient) */
+static int dot_aggregate(struct rs *rs, struct rs_cmd *c, const struct px_reply *r)
+{
+	char line[256];
+
+	c->got++;
+	if (r->code / 100 == 2 && c->n2++ == 0)
+		c->first_ok = *r;
+	else if (r->code / 100 == 4 && c->n4++ == 0)
+		c->first_bad4 = *r;
+	else if (r->code / 100 == 5 && c->n5++ == 0)
+		c->first_bad5 = *r;
+	if (rs->lmtp)
+		px_log(PX_LOG_INFO, rs->rl->client.sid, "lmtp rcpt=%u reply=\"%s\"", c->got,
+		       px_reply_summary(r, line, sizeof(line)));
+	return c->got >= c->expect;
+}
+
+/* dot_verdict - the one reply the client gets */
+static void dot_verdict(struct rs_cmd *c, struct px_reply *out)
+{
+	if (c->n2 == c->got)
+		*out = c->first_ok;
+	else if (c->n2 == 0 && c->n4 == 0)
+		*out = c->first_bad5;
+	else if (c->n2 == 0)
+		*out = c->first_bad4;
+	else
+		px_reply_set(out, 451, "4.3.0", "Backend accepted only some recipients; "
+			     "try again later for all");
+}
+
+/* rs_on_dot - final reply(ies) */
+static void rs_on_dot(struct rs *rs, struct rs_cmd *c, const struct px_reply *r)
+{
+	struct px_reply final;
+
+	if (!dot_aggregate(rs, c, r)) {
+		rs->outstanding++;   /* more LMTP replies to come */
+		return;
+	}
+	dot_verdict(c, &final);
+	rs->head = c->next;
+	rs->txn_open = 0;
+	rs->rcpt_ok = 0;
+	rs->msg = NULL;
+	rs_set_timeout(rs, rs->rl->cfg->timeouts.backend_command);
+	rs_reply(rs, c, &final);
+	cmd_free(c);
+}
+
+/* rs_dispatch - a complete reply for the oldest sent command */
+static void rs_dispatch(struct rs *rs, int code, const char *text)
+{
+	struct rs_cmd *c = rs->head;
+	struct px_reply r;
+
+	if (c == NULL || !c->sent || rs->outstanding == 0) {
+		rs_fail(rs, 451, "4.4.2", "backend sent a reply nobody asked for");
+		return;
+	}
+	rs->outstanding--;
+	px_reply_from_lines(&r, code, text, c->kind == K_RCPT ? "1.5" : c->kind == K_MAIL ? "1.0" : "0.0");
+	switch (c->kind) {
+	case K_DATA:
+		rs_on_data(rs, c, &r);
+		return;
+	case K_DOT:
+		rs_on_dot(rs, c, &r);
+		break;
+	case K_QUIT:
+		rs->head = c->next;
+		cmd_free(c);
+		rs_close(rs);
+		return;
+	default:
+		if (c->kind == K_MAIL && code / 100 != 2)
+			rs->txn_open = 0;
+		if (c->kind == K_RCPT && code / 100 == 2)
+			rs->rcpt_ok++;
+		rs->head = c->next;
+		rs_reply(rs, c, &r);
+		cmd_free(c);
+	}
+	rs_pump(rs);
+}
+
+/* rs_on_reply - route a complete reply by state */
+static void rs_on_reply(struct rs *rs, int code, const char *text)
+{
+	if (px_log_enabled(PX_LOG_DEBUG))
+		px_log(PX_LOG_DEBUG, rs->rl->client.sid, "relay reply=%d text=\"%.200s\"", code, text);
+	switch (rs->state) {
+	case RS_GREETING:
+		rs_on_greeting(rs, code, text);
+		break;
+	case RS_EHLO:
+		rs_on_ehlo(rs, code, text);
+		break;
+	case RS_READY:
+		rs_dispatch(rs, code, text);
+		break;
+	case RS_CLOSING:
+		rs_destroy(rs);
+		break;
+	default:
+		rs_fail(rs, 451, "4.4.2", "backend spoke out of turn");
+	}
+}
+
+/* rs_on_line - accumulate one reply line; 1 when the reply is complete */
+static int rs_on_line(struct rs *rs, const char *line, size_t len)
+{
+	const char *text;
+	int code, last;
+	size_t tl;
+
+	if (px_smtp_reply_line(line, len, &code, &last, &text) != PX_PARSE_OK ||
+	    (rs->rlen > 0 && code != rs->rcode)) {
+		rs_fail(rs, 451, "4.4.2", "malformed reply from backend");
+		return -1;
+	}
+	tl = len - (size_t)(text - line);
+	if (rs->rlen > 0 && rs->rlen < sizeof(rs->rtext) - 1)
+		rs->rtext[rs->rlen++] = '\n';
+	if (tl > sizeof(rs->rtext) - 1 - rs->rlen)
+		tl = sizeof(rs->rtext) - 1 - rs->rlen;
+	memcpy(rs->rtext + rs->rlen, text, tl);
+	rs->rlen += tl;
+	rs->rtext[rs->rlen] = '\0';
+	rs->rcode = code;
+	return last;
+}
+
+/* rs_read_cb - split the input into reply lines */
+static void rs_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct rs *rs = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t len;
+	char *line;
+	int rc;
+
+	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
+		rc = len > RS_LINE_MAX ? -1 : rs_on_line(rs, line, len);
+		if (len > RS_LINE_MAX)
+			rs_fail(rs, 451, "4.4.2", "reply line from backend too long");
+		if (rc == 1) {
+			rs->rlen = 0;
+			rs_on_reply(rs, rs->rcode, rs->rtext);
+		}
+		free(line);
+		if (rc < 0 || rs->bev != bev)
+			return;   /* failed, closed, or destroyed: stop reading */
+	}
+	if (evbuffer_get_length(in) > RS_LINE_MAX)
+		rs_fail(rs, 451, "4.4.2", "reply line from backend too long");
+}
+
+/* stuff_chunk - copy n bytes to out, doubling dots at line starts */
+static void stuff_chunk(struct rs *rs, struct evbuffer *out, const char *p, size_t n)
+{
+	const char *end = p + n, *nl;
+
+	while (p < end) {
+		if (rs->at_bol && *p == '.')
+			evbuffer_add(out, ".", 1);
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL) {
+			evbuffer_add(out, p, (size_t)(end - p));
+			rs->at_bol = 0;
+			return;
+		}
+		evbuffer_add(out, p, (size_t)(nl - p + 1));
+		rs->at_bol = 1;
+		p = nl + 1;
+	}
+}
+
+/* rs_body_done - the terminator, then wait for the reply */
+static void rs_body_done(struct rs *rs)
+{
+	struct evbuffer *out = bufferevent_get_output(rs->bev);
+
+	if (!rs->at_bol)
+		evbuffer_add(out, "\r\n", 2);
+	evbuffer_add(out, ".\r\n", 3);
+	rs->streaming = 0;
+	bufferevent_setwatermark(rs->bev, EV_WRITE, 0, 0);
+}
+
+/* rs_stream_body - fill the socket buffer up to RS_OUT_HIGH */
+static void rs_stream_body(struct rs *rs)
+{
+	struct evbuffer *out = bufferevent_get_output(rs->bev);
+	char buf[RS_BODY_CHUNK];
+	ssize_t n;
+
+	if (!rs->prepend_done) {
+		stuff_chunk(rs, out, rs->msg->prepend, rs->msg->prepend_len);
+		rs->prepend_done = 1;
+	}
+	while (evbuffer_get_length(out) < RS_OUT_HIGH) {
+		n = px_spool_read(rs->msg->spool, rs->body_off, buf, sizeof(buf));
+		if (n < 0) {
+			rs_fail(rs, 451, "4.3.0", "cannot read the spooled message");
+			return;
+		}
+		if (n == 0) {
+			rs_body_done(rs);
+			return;
+		}
+		stuff_chunk(rs, out, buf, (size_t)n);
+		rs->body_off += (size_t)n;
+	}
+	bufferevent_setwatermark(rs->bev, EV_WRITE, RS_OUT_HIGH / 4, 0);
+}
+
+/* rs_write_cb - output drained below the low watermark */
+static void rs_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct rs *rs = arg;
+
+	if (rs->streaming)
+		rs_stream_body(rs);
+}
+
+/* rs_event_cb - connected, EOF, error, timeout */
+static void rs_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct rs *rs = arg;
+	int one = 1;
+
+	if (what & BEV_EVENT_CONNECTED) {
+		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		rs_enter_state(rs, RS_GREETING);
+		rs_set_timeout(rs, rs->rl->cfg->timeouts.backend_command);
+		bufferevent_enable(bev, EV_READ | EV_WRITE);
+		return;
+	}
+	if (rs->state == RS_CLOSING) {
+		rs_destroy(rs);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT)
+		rs_fail(rs, 451, "4.4.2", rs->state == RS_CONNECTING ? "connection timed out" :
+			"backend timed out");
+	else if (what & BEV_EVENT_EOF)
+		rs_fail(rs, 451, "4.4.2", "backend closed the connection");
+	else
+		rs_fail(rs, 451, rs->state == RS_CONNECTING ? "4.4.1" : "4.4.2",
+			evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+/* relay_rs - the state behind a relay */
+static struct rs *relay_rs(struct px_relay *rl)
+{
+	return rl->impl;
+}
+
+static void smtp_mail(struct px_relay *rl, const char *cmd, const char *params, px_relay_cb cb,
+		      void *arg)
+{
+	struct rs *rs = relay_rs(rl);
+
+	rs_enqueue(rs, K_MAIL, cmd, params, cb, arg);
+	rs->txn_open = 1;
+	rs_pump(rs);
+}
+
+/* smtp_rcpt - only inside a transaction the backend still has */
+static void smtp_rcpt(struct px_relay *rl, const char *cmd, const char *params, px_relay_cb cb,
+		      void *arg)
+{
+	struct rs *rs = relay_rs(rl);
+	struct px_reply r;
+
+	if (!rs->txn_open) {
+		px_reply_set(&r, 451, "4.4.2", "Backend transaction lost; try again later");
+		px_relay_defer(rl, cb, arg, &r);
+		return;
+	}
+	rs_enqueue(rs, K_RCPT, cmd, params, cb, arg);
+	rs_pump(rs);
+}
+
+/* smtp_data - DATA, then the body when 354 comes */
+static void smtp_data(struct px_relay *rl, const struct px_message *msg, px_relay_cb cb, void *arg)
+{
+	struct rs *rs = relay_rs(rl);
+	struct px_reply r;
+
+	if (!rs->txn_open || rs->rcpt_ok == 0 || rs->state != RS_READY) {
+		px_reply_set(&r, 451, "4.4.2", "Backend transaction lost; try again later");
+		px_relay_defer(rl, cb, arg, &r);
+		return;
+	}
+	rs->msg = msg;
+	rs_enqueue(rs, K_DATA, "DATA", NULL, cb, arg);
+	rs_pump(rs);
+}
+
+/* smtp_rset - end the backend's transaction, if it has one */
+static void smtp_rset(struct px_relay *rl)
+{
+	struct rs *rs = relay_rs(rl);
+
+	if (rs->state == RS_IDLE || (!rs->txn_open && rs->head == NULL))
+		return;
+	rs_enqueue(rs, K_RSET, "RSET", NULL, NULL, NULL);
+	rs->txn_open = 0;
+	rs->rcpt_ok = 0;
+	rs_pump(rs);
+}
+
+/* smtp_free - QUIT an idle connection; drop anything else */
+static void smtp_free(struct px_relay *rl)
+{
+	struct rs *rs = relay_rs(rl);
+	struct timeval tv = { RS_QUIT_TIMEOUT, 0 };
+
+	rs->detached = 1;
+	if (rs->state != RS_READY || rs->head != NULL || rs->streaming) {
+		rs_destroy(rs);
+		return;
+	}
+	rs_write_line(rs, "QUIT");
+	rs_enter_state(rs, RS_CLOSING);
+	bufferevent_set_timeouts(rs->bev, &tv, &tv);
+}
+
+const struct px_relay_ops px_relay_smtp_ops = {
+	smtp_mail, smtp_rcpt, smtp_data, smtp_rset, smtp_free
+};
+
+/* px_relay_smtp_init - state for one session; nothing connects yet */
+int px_relay_smtp_init(struct px_relay *rl)
+{
+	struct rs *rs = calloc(1, sizeof(*rs));
+
+	if (rs == NULL)
+		return -1;
+	rs->rl = rl;
+	rs->lmtp = rl->cfg->backend.kind == PX_BACKEND_LMTP;
+	rl->impl = rs;
+	rl->ops = &px_relay_smtp_ops;
+	return 0;
+}
+
+/* px_relay_in_transaction - whether the backend still holds our MAIL */
+int px_relay_in_transaction(struct px_relay *rl)
+{
+	return rl->cfg->backend.kind == PX_BACKEND_MAILDIR || relay_rs(rl)->txn_open;
+}

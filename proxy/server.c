@@ -1,0 +1,377 @@
+/*
+ * NAME
+ *	server - listeners, event-loop threads, connection limits, reload
+ * DESCRIPTION
+ *	See server.h. Connection limits (in total, and per client address) are
+ *	checked at accept, before any session exists: an over-limit client gets
+ *	"421 4.7.0" and the socket is closed. The counters are shared by all
+ *	threads under one mutex; the per-address table is a small chained hash.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+
+#include "common/log.h"
+#include "common/netaddr.h"
+#include "filters/workpool.h"
+#include "policy/config.h"
+#include "server.h"
+#include "smtp_session.h"
+
+#define CONN_BUCKETS 4096
+
+struct conn_count {
+	struct conn_count *next;
+	unsigned char addr[16];
+	unsigned count;
+};
+
+struct px_worker {
+	struct px_server *srv;
+	struct event_base *base;
+	struct evconnlistener **listeners;
+	pthread_t thread;
+};
+
+struct px_server {
+	pthread_mutex_t lock;             /* cfg, and the connection counters */
+	struct px_config *cfg;
+	const char *path;
+	const char *const *overrides;
+	size_t noverrides;
+	int *fds;
+	size_t nfds;
+	struct px_worker *workers;
+	unsigned nworkers;
+	struct px_workpool *pool;
+	unsigned conns;
+	struct conn_count *buckets[CONN_BUCKETS];
+};
+
+/* addr_key - 16 bytes identifying the client address (v4 as mapped v6) */
+static void addr_key(const struct sockaddr *sa, unsigned char key[16])
+{
+	memset(key, 0, 16);
+	if (sa->sa_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	}
+}
+
+/* addr_bucket - FNV-1a over the key */
+static unsigned addr_bucket(const unsigned char key[16])
+{
+	unsigned h = 2166136261u;
+	int i;
+
+	for (i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 16777619u;
+	return h % CONN_BUCKETS;
+}
+
+/* conn_find - the counter for an address, created on demand (lock held) */
+static struct conn_count *conn_find(struct px_server *srv, const unsigned char key[16], int create)
+{
+	struct conn_count **pp = &srv->buckets[addr_bucket(key)], *c;
+
+	for (c = *pp; c != NULL; c = c->next)
+		if (memcmp(c->addr, key, 16) == 0)
+			return c;
+	if (!create || (c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	memcpy(c->addr, key, 16);
+	c->next = *pp;
+	*pp = c;
+	return c;
+}
+
+/* conn_open - count a new connection; the reason when over a limit */
+static const char *conn_open(struct px_server *srv, const struct sockaddr *sa)
+{
+	const struct px_limits *l = &srv->cfg->limits;
+	unsigned char key[16];
+	struct conn_count *c;
+	const char *why = NULL;
+
+	addr_key(sa, key);
+	pthread_mutex_lock(&srv->lock);
+	if (srv->conns >= l->connections_max)
+		why = "too many connections";
+	else if ((c = conn_find(srv, key, 1)) == NULL)
+		why = "out of memory";
+	else if (c->count >= l->connections_per_client_max)
+		why = "too many connections from your address";
+	else {
+		c->count++;
+		srv->conns++;
+	}
+	pthread_mutex_unlock(&srv->lock);
+	return why;
+}
+
+/* px_server_conn_closed - uncount; drop the entry at zero */
+void px_server_conn_closed(struct px_server *srv, const struct sockaddr *sa)
+{
+	unsigned char key[16];
+	struct conn_count **pp, *c;
+
+	addr_key(sa, key);
+	pthread_mutex_lock(&srv->lock);
+	srv->conns--;
+	for (pp = &srv->buckets[addr_bucket(key)]; (c = *pp) != NULL; pp = &c->next) {
+		if (memcmp(c->addr, key, 16) == 0) {
+			if (--c->count == 0) {
+				*pp = c->next;
+				free(c);
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&srv->lock);
+}
+
+/* px_server_config - current generation, referenced */
+struct px_config *px_server_config(struct px_server *srv)
+{
+	struct px_config *cfg;
+
+	pthread_mutex_lock(&srv->lock);
+	cfg = px_config_ref(srv->cfg);
+	pthread_mutex_unlock(&srv->lock);
+	return cfg;
+}
+
+struct px_workpool *px_server_pool(struct px_server *srv)
+{
+	return srv->pool;
+}
+
+/* refuse_conn - tell an over-limit client why, and close */
+static void refuse_conn(struct px_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+			const char *why)
+{
+	char buf[512], addr[64];
+	int n;
+
+	px_sockaddr_ntop(sa, addr, sizeof(addr));
+	px_log(PX_LOG_WARN, NULL, "refuse client=%s reason=\"%s\"", addr, why);
+	n = snprintf(buf, sizeof(buf), "421 4.7.0 Error: %s; try again later\r\n", why);
+	if (send(fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		(void)0;   /* the client is going anyway */
+	evutil_closesocket(fd);
+}
+
+/* accept_cb - a new client on this worker's base */
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+		      void *arg)
+{
+	struct px_worker *w = arg;
+	const char *why;
+
+	if ((why = conn_open(w->srv, sa)) != NULL) {
+		refuse_conn(w->srv, fd, sa, why);
+		return;
+	}
+	evutil_make_socket_nonblocking(fd);
+	px_session_start(w->srv, w->base, fd, sa, (socklen_t)salen);
+}
+
+/* accept_error_cb - EMFILE and friends: log, keep listening */
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	px_log(PX_LOG_ERR, NULL, "accept error=\"%s\"",
+	       evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+/* listen_one - bind and listen on "ADDR:PORT" */
+static int listen_one(const char *text, char *err, size_t errlen)
+{
+	char host[256], port[32];
+	struct evutil_addrinfo hints = { 0 }, *ai;
+	int fd, one = 1, rc;
+
+	if (px_hostport_split(text, NULL, host, sizeof(host), port, sizeof(port), err, errlen) < 0)
+		return -1;
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV;
+	if ((rc = evutil_getaddrinfo(host, port, &hints, &ai)) != 0) {
+		snprintf(err, errlen, "listen %s: %s", text, evutil_gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    (ai->ai_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 511) < 0) {
+		snprintf(err, errlen, "listen %s: %s", text, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	evutil_freeaddrinfo(ai);
+	return fd;
+}
+
+/* px_server_new - bind everything now, while we may (before any privilege drop) */
+struct px_server *px_server_new(struct px_config *cfg, const char *path,
+				const char *const *overrides, size_t noverrides,
+				char *err, size_t errlen)
+{
+	struct px_server *srv = calloc(1, sizeof(*srv));
+	size_t i;
+
+	if (srv == NULL || (srv->fds = calloc(cfg->nlisten, sizeof(int))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		free(srv);
+		return NULL;
+	}
+	pthread_mutex_init(&srv->lock, NULL);
+	srv->cfg = px_config_ref(cfg);
+	srv->path = path;
+	srv->overrides = overrides;
+	srv->noverrides = noverrides;
+	for (i = 0; i < cfg->nlisten; i++, srv->nfds++) {
+		if ((srv->fds[i] = listen_one(cfg->listen[i], err, errlen)) < 0) {
+			px_server_free(srv);
+			return NULL;
+		}
+		px_log(PX_LOG_INFO, NULL, "listen address=%s", cfg->listen[i]);
+	}
+	return srv;
+}
+
+/* worker_main - one event loop */
+static void *worker_main(void *arg)
+{
+	struct px_worker *w = arg;
+
+	event_base_dispatch(w->base);
+	return NULL;
+}
+
+/* worker_start - a base, a listener per socket, a thread */
+static int worker_start(struct px_server *srv, struct px_worker *w)
+{
+	size_t i;
+
+	w->srv = srv;
+	if ((w->base = event_base_new()) == NULL ||
+	    (w->listeners = calloc(srv->nfds, sizeof(*w->listeners))) == NULL)
+		return -1;
+	for (i = 0; i < srv->nfds; i++) {
+		w->listeners[i] = evconnlistener_new(w->base, accept_cb, w, 0, -1, srv->fds[i]);
+		if (w->listeners[i] == NULL)
+			return -1;
+		evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);
+	}
+	return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
+}
+
+/* server_reload - SIGHUP: a new generation, or keep the old one */
+static void server_reload(struct px_server *srv)
+{
+	struct px_config *cfg, *old;
+	char err[8192];
+
+	if (px_config_load(srv->path, srv->overrides, srv->noverrides, &cfg, err, sizeof(err)) < 0) {
+		px_log(PX_LOG_ERR, NULL, "reload status=failed keeping=%lu errors=\"%s\"",
+		       srv->cfg->generation, err);
+		return;
+	}
+	px_log_set_level((enum px_log_level)cfg->log_level);
+	pthread_mutex_lock(&srv->lock);
+	old = srv->cfg;
+	srv->cfg = cfg;
+	pthread_mutex_unlock(&srv->lock);
+	px_log(PX_LOG_INFO, NULL, "reload status=ok generation=%lu previous=%lu", cfg->generation,
+	       old->generation);
+	px_config_unref(old);
+}
+
+/* signal_cb - TERM and INT stop */
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct event_base *base = arg;
+
+	px_log(PX_LOG_INFO, NULL, "stop signal=%d", (int)sig);
+	event_base_loopexit(base, NULL);
+}
+
+/* hup_cb - reload */
+static void hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	server_reload(arg);
+}
+
+/* px_server_run - workers, then wait for signals on the main thread */
+int px_server_run(struct px_server *srv)
+{
+	struct event_base *main_base = event_base_new();
+	struct event *ev_term, *ev_int, *ev_hup;
+	char err[256];
+	unsigned i, n = srv->cfg->workers;
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n == 0)
+		n = cores > 0 ? (unsigned)cores : 1;
+	if (main_base == NULL || (srv->pool = px_workpool_new(n < 4 ? 4 : n * 2, 4096, err,
+							   sizeof(err))) == NULL ||
+	    (srv->workers = calloc(n, sizeof(*srv->workers))) == NULL)
+		return -1;
+	ev_term = evsignal_new(main_base, SIGTERM, signal_cb, main_base);
+	ev_int = evsignal_new(main_base, SIGINT, signal_cb, main_base);
+	ev_hup = evsignal_new(main_base, SIGHUP, hup_cb, srv);
+	evsignal_add(ev_term, NULL);
+	evsignal_add(ev_int, NULL);
+	evsignal_add(ev_hup, NULL);
+	for (i = 0; i < n; i++, srv->nworkers++)
+		if (worker_start(srv, &srv->workers[i]) < 0)
+			return -1;
+	px_log(PX_LOG_INFO, NULL, "start workers=%u generation=%lu backend=%s", n,
+	       srv->cfg->generation, srv->cfg->backend.text);
+	event_base_dispatch(main_base);
+	for (i = 0; i < srv->nworkers; i++)
+		event_base_loopexit(srv->workers[i].base, NULL);
+	for (i = 0; i < srv->nworkers; i++)
+		pthread_join(srv->workers[i].thread, NULL);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_hup);
+	event_base_free(main_base);
+	return 0;
+}
+
+/* px_server_free - after run returned; open sessions are dropped */
+void px_server_free(struct px_server *srv)
+{
+	size_t i, j;
+
+	for (i = 0; i < srv->nworkers; i++) {
+		for (j = 0; j < srv->nfds; j++)
+			if (srv->workers[i].listeners[j])
+				evconnlistener_free(srv->workers[i].listeners[j]);
+		free(srv->workers[i].listeners);
+	}
+	for (i = 0; i < srv->nfds; i++)
+		close(srv->fds[i]);
+	px_workpool_free(srv->pool);
+	free(srv->workers);
+	free(srv->fds);
+	px_config_unref(srv->cfg);
+	free(srv);
+}

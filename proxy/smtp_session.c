@@ -1,0 +1,380 @@
+/*
+ * NAME
+ *	smtp_session - one client's SMTP session: I/O, states, replies, lifetime
+ * DESCRIPTION
+ *	The session reads command lines from its bufferevent, hands each to the
+ *	command table (smtp_commands.c), and feeds DATA to smtp_data.c. While it
+ *	waits for the relay it is parked: reading stops (which also stops the
+ *	read timeout and bounds what a client can pipeline), and when the reply
+ *	comes the buffered input is processed in order, so pipelined commands are
+ *	answered in order.
+ *
+ *	Ending: px_session_close() flushes the last reply, then closes. The
+ *	session's memory lives on until a relay call in flight has answered
+ *	(the relay borrows the session's message), then it is freed.
+ * DIAGNOSTICS
+ *	"SID connect", "SID disconnect reason=...", state transitions at debug.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "common/netaddr.h"
+#include "filters/spool.h"
+#include "policy/config.h"
+#include "server.h"
+#include "smtp_session.h"
+#include "smtp_session_int.h"
+
+static const char *const px_state_names[PX_S_NSTATES] = {
+	"connected", "ready", "mail", "rcpt", "data", "data-end"
+};
+
+#define PX_INPUT_HIGH (256 * 1024)   /* stop reading from a client past this */
+
+static void session_read_cb(struct bufferevent *bev, void *arg);
+static void session_write_cb(struct bufferevent *bev, void *arg);
+static void session_event_cb(struct bufferevent *bev, short what, void *arg);
+static void session_process(struct px_session *s);
+
+/* px_now_ms - monotonic milliseconds */
+uint64_t px_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* px_enter_state - the only writer of s->state */
+void px_enter_state(struct px_session *s, enum px_state next)
+{
+	if (px_log_enabled(PX_LOG_DEBUG))
+		px_log(PX_LOG_DEBUG, s->sid, "state=%s next=%s", px_state_names[s->state],
+		       px_state_names[next]);
+	s->state = next;
+}
+
+/* px_session_send - queue a reply for the client */
+void px_session_send(struct px_session *s, const struct px_reply *r)
+{
+	char line[256];
+
+	if (s->bev == NULL)
+		return;
+	if (px_log_enabled(PX_LOG_DEBUG))
+		px_log(PX_LOG_DEBUG, s->sid, "reply=\"%s\"", px_reply_summary(r, line, sizeof(line)));
+	bufferevent_write(s->bev, r->wire, r->len);
+}
+
+/* px_session_write - raw reply bytes (the EHLO list) */
+void px_session_write(struct px_session *s, const char *p, size_t n)
+{
+	if (s->bev != NULL)
+		bufferevent_write(s->bev, p, n);
+}
+
+/* px_session_reply - a one-line reply */
+void px_session_reply(struct px_session *s, int code, const char *esc, const char *fmt, ...)
+{
+	struct px_reply r;
+	char text[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	px_reply_set(&r, code, esc, "%s", text);
+	px_session_send(s, &r);
+}
+
+/* px_session_error - a reply for a client mistake; too many end the session */
+void px_session_error(struct px_session *s, int code, const char *esc, const char *fmt, ...)
+{
+	struct px_reply r;
+	char text[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (++s->errors > s->cfg->limits.errors_max) {
+		px_session_reply(s, 421, "4.7.0", "%s Error: too many errors", s->cfg->hostname);
+		px_session_close(s, "too-many-errors");
+		return;
+	}
+	px_reply_set(&r, code, esc, "%s", text);
+	px_session_send(s, &r);
+}
+
+/* px_session_set_timeout - idle limit for reading and writing */
+void px_session_set_timeout(struct px_session *s, unsigned ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (s->bev != NULL)
+		bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+/* px_session_relay - the relay, created on first use */
+struct px_relay *px_session_relay(struct px_session *s)
+{
+	struct px_relay_client client = { s->sid, s->client_addr, s->client_port, s->helo };
+
+	if (s->relay == NULL)
+		s->relay = px_relay_new(s->base, s->cfg, px_server_pool(s->srv), &client);
+	return s->relay;
+}
+
+/* px_txn_reset - forget the transaction (the backend's is ended by the caller) */
+void px_txn_reset(struct px_session *s)
+{
+	struct px_txn *t = &s->txn;
+	size_t i;
+
+	for (i = 0; i < t->nrcpts; i++)
+		free(t->rcpts[i]);
+	free(t->rcpts);
+	px_spool_free(t->spool);
+	free(t->received);
+	memset(t, 0, sizeof(*t));
+}
+
+/* session_free - the last step */
+static void session_free(struct px_session *s)
+{
+	px_txn_reset(s);
+	px_relay_free(s->relay);
+	if (s->session_timer)
+		event_free(s->session_timer);
+	px_server_conn_closed(s->srv, (struct sockaddr *)&s->client_sa);
+	px_config_unref(s->cfg);
+	free(s);
+}
+
+/* session_try_free - free once the reply is flushed and no relay call is out */
+static void session_try_free(struct px_session *s)
+{
+	if (s->bev != NULL && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+		return;
+	if (s->bev != NULL) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+	}
+	if (!s->parked)
+		session_free(s);
+}
+
+/* px_session_gone - whether the caller must stop touching the session */
+int px_session_gone(struct px_session *s)
+{
+	return s->closing;
+}
+
+/* px_session_close - stop reading; flush; free when nothing is in flight */
+void px_session_close(struct px_session *s, const char *reason)
+{
+	if (s->closing)
+		return;
+	s->closing = 1;
+	px_log(PX_LOG_INFO, s->sid, "disconnect reason=%s messages=%u errors=%u", reason,
+	       s->messages, s->errors);
+	if (s->bev != NULL)
+		bufferevent_disable(s->bev, EV_READ);
+	session_try_free(s);
+}
+
+/* px_session_park - wait for the relay */
+void px_session_park(struct px_session *s)
+{
+	s->parked = 1;
+	if (s->bev != NULL)
+		bufferevent_disable(s->bev, EV_READ);
+}
+
+/* px_session_unpark - the relay answered: free, or go on with buffered input */
+void px_session_unpark(struct px_session *s)
+{
+	s->parked = 0;
+	if (s->closing) {
+		session_try_free(s);
+		return;
+	}
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+/* session_line - take one command line out of the input; 1 if one was taken */
+static int session_line(struct px_session *s, struct evbuffer *in, char *buf, size_t bufsize)
+{
+	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+	size_t len;
+
+	if (eol.pos < 0) {
+		if (evbuffer_get_length(in) >= bufsize) {   /* too long already */
+			evbuffer_drain(in, evbuffer_get_length(in));
+			if (!s->discard_line)
+				px_session_error(s, 500, "5.5.2", "Error: command line too long");
+			s->discard_line = 1;
+		}
+		return 0;
+	}
+	len = (size_t)eol.pos + 1;
+	if (s->discard_line || len >= bufsize) {
+		evbuffer_drain(in, len);
+		if (!s->discard_line)
+			px_session_error(s, 500, "5.5.2", "Error: command line too long");
+		s->discard_line = 0;
+		return 0;
+	}
+	evbuffer_remove(in, buf, len);
+	buf[--len] = '\0';
+	if (len > 0 && buf[len - 1] == '\r')
+		buf[--len] = '\0';
+	if (memchr(buf, '\0', len) != NULL) {
+		px_session_error(s, 500, "5.5.2", "Error: NUL byte in command");
+		buf[0] = '\0';
+		return 0;
+	}
+	return 1;
+}
+
+/* session_process - handle buffered input until it runs out or we must wait */
+static void session_process(struct px_session *s)
+{
+	size_t max = s->cfg->limits.command_line_max;
+	char *buf = malloc(max + 1);
+	struct evbuffer *in;
+
+	if (buf == NULL)
+		return;
+	while (!s->parked && !s->closing && s->bev != NULL) {
+		in = bufferevent_get_input(s->bev);
+		if (s->state == PX_S_DATA) {
+			if (!px_data_input(s))
+				break;
+			continue;
+		}
+		if (evbuffer_get_length(in) == 0)
+			break;
+		if (session_line(s, in, buf, max + 1))
+			px_session_command(s, buf);
+		else if (evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF).pos < 0)
+			break;
+	}
+	free(buf);
+}
+
+/* session_read_cb - input arrived */
+static void session_read_cb(struct bufferevent *bev, void *arg)
+{
+	session_process(arg);
+}
+
+/* session_write_cb - output drained: finish a close */
+static void session_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct px_session *s = arg;
+
+	if (s->closing)
+		session_try_free(s);
+}
+
+/* session_event_cb - EOF, error, timeout */
+static void session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct px_session *s = arg;
+
+	if (what & BEV_EVENT_TIMEOUT) {
+		px_session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->cfg->hostname);
+		px_session_close(s, "timeout");
+		return;
+	}
+	bufferevent_free(s->bev);   /* nothing more can be written */
+	s->bev = NULL;
+	if (s->closing) {
+		session_try_free(s);
+		return;
+	}
+	px_session_close(s, (what & BEV_EVENT_EOF) ? "client-eof" : "client-error");
+}
+
+/* session_time_limit - the whole session took too long */
+static void session_time_limit(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_session *s = arg;
+
+	px_session_reply(s, 421, "4.4.2", "%s Error: session time limit exceeded",
+			 s->cfg->hostname);
+	px_session_close(s, "session-time-limit");
+}
+
+/* session_new_id - 16 hex digits, random */
+static void session_new_id(char out[17])
+{
+	uint64_t id;
+
+	evutil_secure_rng_get_bytes(&id, sizeof(id));
+	snprintf(out, 17, "%016llx", (unsigned long long)id);
+}
+
+/* session_client - the peer address as text; trusted or not */
+static void session_client(struct px_session *s, const struct sockaddr *sa, socklen_t salen)
+{
+	memcpy(&s->client_sa, sa, salen < sizeof(s->client_sa) ? salen : sizeof(s->client_sa));
+	px_sockaddr_ntop(sa, s->client_addr, sizeof(s->client_addr));
+	s->client_port = px_sockaddr_port(sa);
+	s->trusted = px_config_is_trusted(s->cfg, sa);
+}
+
+/* session_timers - the idle timeout and the whole-session limit */
+static void session_timers(struct px_session *s)
+{
+	struct timeval tv = { s->cfg->timeouts.session / 1000,
+			      (s->cfg->timeouts.session % 1000) * 1000 };
+
+	px_session_set_timeout(s, s->cfg->timeouts.command);
+	s->session_timer = evtimer_new(s->base, session_time_limit, s);
+	if (s->session_timer != NULL)
+		evtimer_add(s->session_timer, &tv);
+}
+
+/* px_session_start - greet and go */
+void px_session_start(struct px_server *srv, struct event_base *base, evutil_socket_t fd,
+		      const struct sockaddr *sa, socklen_t salen)
+{
+	struct px_session *s = calloc(1, sizeof(*s));
+	int one = 1;
+
+	if (s == NULL || (s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		free(s);
+		evutil_closesocket(fd);
+		px_server_conn_closed(srv, sa);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	session_new_id(s->sid);
+	s->srv = srv;
+	s->base = base;
+	s->cfg = px_server_config(srv);
+	session_client(s, sa, salen);
+	px_log(PX_LOG_INFO, s->sid, "connect client=%s port=%u trusted=%s generation=%lu",
+	       s->client_addr, s->client_port, s->trusted ? "yes" : "no", s->cfg->generation);
+	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, PX_INPUT_HIGH);
+	session_timers(s);
+	px_session_reply(s, 220, "", "%s %s", s->cfg->hostname, s->cfg->greeting);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}

@@ -1,0 +1,1302 @@
+"""pxtest: the end-to-end test library for Postern.
+
+Every peer here is real: smtp-sink and a private Postfix instance (Postfix
+3.7), aiosmtpd for LMTP, and small raw-socket SMTP servers/clients for exact
+byte sequences. Everything listens on 127.0.0.1 on ports picked at run time,
+keeps its state under a directory the caller owns (a pytest tmp dir), and is
+stopped by PID. Every wait is bounded in count and time.
+"""
+
+import asyncio
+import fcntl
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+HOST = "127.0.0.1"
+
+# Bounds used by the helpers: how long to wait for a peer to come up, for a
+# reply, for a delivery that happens asynchronously (Postfix queue).
+START_WAIT = 20.0
+IO_TIMEOUT = 60.0
+DELIVERY_WAIT = 30.0
+STOP_WAIT = 10.0
+POLL = 0.05
+
+
+class PeerError(RuntimeError):
+    """A peer (daemon, backend) failed to start or behaved unexpectedly."""
+
+
+def which(prog):
+    """Find a program on PATH or in the sbin directories (smtp-sink, postfix)."""
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/local/sbin"
+    return shutil.which(prog, path=path)
+
+
+def require(prog):
+    p = which(prog)
+    if p is None:
+        raise PeerError("required program %r not found (install Debian package %s)"
+                        % (prog, {"smtp-sink": "postfix", "postfix": "postfix",
+                                  "postconf": "postfix"}.get(prog, prog)))
+    return p
+
+
+# ---------------------------------------------------------------- ports ----
+
+_handed_out = set()
+_port_lock = threading.Lock()
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago.
+
+    Bind to port 0, read the port, release it. Ports already handed out by
+    this process are never handed out twice.
+    """
+    with _port_lock:
+        for _ in range(200):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind((HOST, 0))
+                port = s.getsockname()[1]
+            finally:
+                s.close()
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
+    raise PeerError("no free port found")
+
+
+def port_accepts(port, host=HOST):
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(pred, timeout, what, proc=None, step=POLL):
+    """Call pred() until it returns a true value; bounded in count and time.
+
+    If proc (a Popen) is given and exits meanwhile, fail at once.
+    """
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout / step) + 1):
+        v = pred()
+        if v:
+            return v
+        if proc is not None and proc.poll() is not None:
+            raise PeerError("%s: process %d exited with status %s"
+                            % (what, proc.pid, proc.returncode))
+        if time.monotonic() > deadline:
+            break
+        time.sleep(step)
+    v = pred()
+    if v:
+        return v
+    raise PeerError("timed out waiting for %s" % what)
+
+
+def make_traversable(path, stop=None):
+    """chmod o+x on path and its parents (up to stop, or /tmp) so that peers
+    that drop privileges (smtp-sink as nobody, Postfix as postfix) reach it."""
+    path = os.path.abspath(path)
+    stop = os.path.abspath(stop) if stop else None
+    for _ in range(64):
+        if path in ("/", "/tmp") or (stop and path == os.path.dirname(stop)):
+            break
+        try:
+            st = os.stat(path)
+            os.chmod(path, st.st_mode | 0o111)
+        except PermissionError:
+            break
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+
+
+def stop_pid(proc, sig=signal.SIGTERM, wait=STOP_WAIT):
+    """Stop a Popen by PID: sig, then SIGKILL after a bound.
+
+    Returns (returncode, killed) where killed says SIGKILL was needed.
+    """
+    if proc is None:
+        return None, False
+    if proc.poll() is not None:
+        return proc.returncode, False
+    try:
+        os.kill(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=wait)
+        return proc.returncode, False
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        pass
+    return proc.returncode, True
+
+
+# ---------------------------------------------------------- message text ---
+
+def to_crlf(data):
+    """LF -> CRLF; existing CRLF untouched; a bare CR stays bare."""
+    return re.sub(rb"\r?\n", b"\r\n", data)
+
+
+def normalise(data):
+    """CRLF-normalised form used for comparisons: every CRLF becomes LF."""
+    return data.replace(b"\r\n", b"\n")
+
+
+def dot_stuff(data):
+    """RFC 5321 4.5.2 transparency on a CRLF message."""
+    if data.startswith(b"."):
+        data = b"." + data
+    return data.replace(b"\r\n.", b"\r\n..")
+
+
+def data_payload(message):
+    """What a client sends after 354: CRLF, dot-stuffed, ending in CRLF.CRLF."""
+    m = to_crlf(message)
+    if not m.endswith(b"\r\n"):
+        m += b"\r\n"
+    return dot_stuff(m) + b".\r\n"
+
+
+def make_message(subject="test", body=None, extra_headers=(), msgid=None):
+    """A small, well-formed CRLF message."""
+    msgid = msgid or "<%d.%d@pxtest.test>" % (os.getpid(), time.monotonic_ns())
+    h = [b"From: Sender <sender@client.test>",
+         b"To: Rcpt <user@example.test>",
+         b"Subject: " + subject.encode(),
+         b"Message-ID: " + msgid.encode(),
+         b"Date: Sun, 01 Jan 2023 00:00:00 +0000"]
+    h += [x if isinstance(x, bytes) else x.encode() for x in extra_headers]
+    if body is None:
+        body = b"Hello.\r\n.leading dot line\r\n..two dots\r\nlast line\r\n"
+    return b"\r\n".join(h) + b"\r\n\r\n" + body
+
+
+def split_header(message):
+    """(header block incl. the blank line, body) of a CRLF or LF message."""
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        i = message.find(sep)
+        if i >= 0:
+            return message[:i + len(sep)], message[i + len(sep):]
+    return message, b""
+
+
+def pop_header_field(message):
+    """Split the first header field (with its continuation lines) off a
+    message: returns (field bytes, rest). Works on LF or CRLF text."""
+    m = re.match(rb"[^\r\n]*\r?\n(?:[ \t][^\r\n]*\r?\n)*", message)
+    if not m:
+        return b"", message
+    return m.group(0), message[m.end():]
+
+
+# ------------------------------------------------------------ SMTP client --
+
+class SmtpReply:
+    def __init__(self, code, lines):
+        self.code = code
+        self.lines = lines          # texts after "NNN-" / "NNN "
+
+    @property
+    def text(self):
+        return "\n".join(self.lines)
+
+    @property
+    def first(self):
+        return "%d %s" % (self.code, self.lines[0] if self.lines else "")
+
+    def __repr__(self):
+        return "<%d %r>" % (self.code, self.lines)
+
+    def __str__(self):
+        return "\n".join("%d %s" % (self.code, l) for l in self.lines)
+
+
+class SmtpError(AssertionError):
+    pass
+
+
+class SmtpClient:
+    """A raw-socket SMTP client: exact bytes out, replies parsed strictly.
+
+    Each reply line must be NNN[- ]text CRLF with the same code on every line.
+    """
+
+    def __init__(self, port, host=HOST, timeout=IO_TIMEOUT):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.buf = b""
+        self.transcript = []
+        self.closed = False
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.transcript.append((">", data[:2000]))
+        self.sock.sendall(data)
+
+    def _line(self):
+        for _ in range(100000):
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line, self.buf = self.buf[:i + 1], self.buf[i + 1:]
+                return line
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed by server; partial %r; transcript %r"
+                                      % (self.buf, self.transcript[-6:]))
+            self.buf += chunk
+        raise SmtpError("reply line too long")
+
+    def reply(self):
+        lines = []
+        code = None
+        for _ in range(1000):
+            raw = self._line()
+            self.transcript.append(("<", raw))
+            if not raw.endswith(b"\r\n"):
+                raise SmtpError("reply line without CRLF: %r" % raw)
+            m = re.match(rb"^([2-5][0-9][0-9])([- ])(.*)\r\n$", raw, re.S)
+            if not m:
+                raise SmtpError("malformed reply line: %r" % raw)
+            c = int(m.group(1))
+            if code is not None and c != code:
+                raise SmtpError("reply code changes within a reply: %r" % raw)
+            code = c
+            lines.append(m.group(3).decode("utf-8", "replace"))
+            if m.group(2) == b" ":
+                return SmtpReply(code, lines)
+        raise SmtpError("reply with too many lines")
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.reply()
+
+    def greeting(self):
+        return self.reply()
+
+    def ehlo(self, name="client.test"):
+        return self.cmd("EHLO " + name)
+
+    def data(self, message, stuffed=False):
+        """DATA, then the message; returns (354 reply, final reply)."""
+        r = self.cmd("DATA")
+        if r.code != 354:
+            return r, None
+        self.send(message if stuffed else data_payload(message))
+        return r, self.reply()
+
+    def quit(self):
+        try:
+            r = self.cmd("QUIT")
+        except (OSError, SmtpError):
+            r = None
+        self.close()
+        return r
+
+    def at_eof(self, timeout=IO_TIMEOUT):
+        """True when the server has closed the connection (bounded wait)."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+
+def send_message(port, message, mail_from="sender@client.test",
+                 rcpts=("user@example.test",), helo="client.test", stuffed=False):
+    """One full session. Returns a dict of the replies; 'final' is the reply
+    that decides the message (the first failure, or the end-of-data reply)."""
+    res = {"rcpt": []}
+    with SmtpClient(port) as c:
+        res["greeting"] = c.greeting()
+        res["ehlo"] = c.ehlo(helo)
+        res["mail"] = c.cmd("MAIL FROM:<%s>" % mail_from)
+        if res["mail"].code != 250:
+            res["final"] = res["mail"]
+            c.quit()
+            return res
+        for r in rcpts:
+            res["rcpt"].append(c.cmd("RCPT TO:<%s>" % r))
+        if not any(r.code == 250 for r in res["rcpt"]):
+            res["final"] = res["rcpt"][0]
+            c.quit()
+            return res
+        res["data"], res["eod"] = c.data(message, stuffed=stuffed)
+        res["final"] = res["eod"] if res["eod"] is not None else res["data"]
+        res["quit"] = c.quit()
+    return res
+
+
+def ehlo_keywords(reply):
+    """EHLO reply -> {KEYWORD: params} (first line is the greeting)."""
+    kw = {}
+    for l in reply.lines[1:]:
+        parts = l.split(None, 1)
+        if parts:
+            kw[parts[0].upper()] = parts[1] if len(parts) > 1 else ""
+    return kw
+
+
+# -------------------------------------------------------------- smtp-sink --
+
+class SinkMessage:
+    """One message that smtp-sink dumped (-d): its envelope and content.
+
+    smtp-sink writes lines with LF endings, after removing dot-stuffing; its
+    own X-* records and a three-line Received header come first and an empty
+    line ends the file.
+    """
+
+    def __init__(self, path, raw):
+        self.path = path
+        self.raw = raw
+        self.client_addr = self.proto = self.helo = self.mail_args = None
+        self.rcpt_args = []
+        rest = raw
+        for _ in range(10000):
+            field, after = pop_header_field(rest)
+            if not field.startswith(b"X-"):
+                break
+            name, _, value = field.decode("utf-8", "replace").partition(":")
+            value = value.strip()
+            if name == "X-Client-Addr":
+                self.client_addr = value
+            elif name == "X-Client-Proto":
+                self.proto = value
+            elif name == "X-Helo-Args":
+                self.helo = value
+            elif name == "X-Mail-Args":
+                self.mail_args = value
+            elif name == "X-Rcpt-Args":
+                self.rcpt_args.append(value)
+            rest = after
+        field, rest = pop_header_field(rest)
+        if not field.startswith(b"Received:") or b"(smtp-sink)" not in field:
+            raise PeerError("unexpected smtp-sink dump format in %s: %r" % (path, raw[:300]))
+        self.sink_received = field
+        self.complete = rest.endswith(b"\n\n") or rest == b"\n"
+        # content, LF line endings (CRLF-normalised)
+        self.content = rest[:-1] if rest.endswith(b"\n") else rest
+
+    @property
+    def mail_from(self):
+        m = re.match(r"<([^>]*)>", self.mail_args or "")
+        return m.group(1) if m else None
+
+    @property
+    def rcpts(self):
+        out = []
+        for a in self.rcpt_args:
+            m = re.match(r"<([^>]*)>", a)
+            out.append(m.group(1) if m else a)
+        return out
+
+    def header(self, name):
+        """Values of a header field of the content (unfolded)."""
+        head, _ = split_header(self.content)
+        vals = []
+        for m in re.finditer(rb"^" + re.escape(name.encode()) + rb":(.*(?:\n[ \t].*)*)",
+                             head, re.I | re.M):
+            vals.append(re.sub(rb"\n[ \t]", b" ", m.group(1)).strip().decode("utf-8", "replace"))
+        return vals
+
+    def __repr__(self):
+        return "<SinkMessage %s from=%s rcpts=%s>" % (os.path.basename(self.path),
+                                                      self.mail_from, self.rcpts)
+
+
+class SmtpSink:
+    """smtp-sink (Postfix) as a backend that dumps every message to a file.
+
+    opts are smtp-sink switches for fault injection, e.g.
+      ["-r", "RCPT"]   tempfail (4xx) every RCPT     ["-f", "."] reject end of data
+      ["-r", "."]      tempfail the end of data       ["-q", "."] disconnect at "."
+      ["-q", "DATA"]   disconnect at DATA, no reply   ["-Q", "."] 421 and disconnect
+      ["-w", "10"]     wait 10 s before answering DATA
+      ["-W", ".:10"]   wait 10 s before answering end of data
+      ["-L"]           LMTP
+    Note: smtp-sink dumps a transaction even when it then refuses it (-r ., -q .),
+    so its file count is what the backend *saw*, not what it accepted.
+    """
+
+    def __init__(self, workdir, opts=(), hostname="sink.test", port=None):
+        self.workdir = str(workdir)
+        self.opts = list(opts)
+        self.hostname = hostname
+        self.port = port or free_port()
+        self.dumpdir = os.path.join(self.workdir, "dump")
+        self.logfile = os.path.join(self.workdir, "smtp-sink.log")
+        self.proc = None
+
+    def start(self):
+        os.makedirs(self.dumpdir, exist_ok=True)
+        os.chmod(self.dumpdir, 0o1777)
+        make_traversable(self.dumpdir)
+        argv = [require("smtp-sink")]
+        if os.geteuid() == 0:
+            argv += ["-u", "nobody"]
+        argv += ["-h", self.hostname, "-t", "60"] + self.opts + [
+            "-d", os.path.join(self.dumpdir, "%Y%m%d/%H%M%S."),
+            "%s:%d" % (HOST, self.port), "100"]
+        self.argv = argv
+        self._log = open(self.logfile, "ab")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(lambda: port_accepts(self.port), START_WAIT,
+                   "smtp-sink on port %d" % self.port, self.proc)
+        return self
+
+    def stop(self):
+        rc = stop_pid(self.proc)
+        if getattr(self, "_log", None):
+            self._log.close()
+        return rc
+
+    @property
+    def address(self):
+        return "%s:%d" % (HOST, self.port)
+
+    def files(self):
+        out = []
+        for root, _dirs, names in os.walk(self.dumpdir):
+            for n in names:
+                out.append(os.path.join(root, n))
+        return sorted(out, key=lambda p: (os.stat(p).st_mtime_ns, p))
+
+    def messages(self):
+        msgs = []
+        for p in self.files():
+            with open(p, "rb") as f:
+                msgs.append(SinkMessage(p, f.read()))
+        return msgs
+
+    def count(self):
+        return len(self.files())
+
+    def find(self, mail_from=None, rcpt=None):
+        return [m for m in self.messages()
+                if (mail_from is None or m.mail_from == mail_from)
+                and (rcpt is None or rcpt in m.rcpts)]
+
+    def wait_for(self, n, mail_from=None, rcpt=None, timeout=DELIVERY_WAIT):
+        """Wait (bounded) until at least n matching messages are complete."""
+        def got():
+            try:
+                ms = [m for m in self.find(mail_from, rcpt) if m.complete]
+            except PeerError:
+                return None
+            return ms if len(ms) >= n else None
+        try:
+            return wait_until(got, timeout, "%d message(s) at smtp-sink from=%s rcpt=%s"
+                              % (n, mail_from, rcpt), self.proc)
+        except PeerError:
+            return [m for m in self.find(mail_from, rcpt)]
+
+    def wait_all(self, senders, timeout=DELIVERY_WAIT):
+        """Wait (bounded, one bound for all) until a complete message from
+        each sender is there; returns {sender: [SinkMessage, ...]}."""
+        senders = list(senders)
+
+        def collect():
+            out = {s: [] for s in senders}
+            try:
+                for m in self.messages():
+                    if m.mail_from in out and m.complete:
+                        out[m.mail_from].append(m)
+            except PeerError:
+                return None, out
+            return all(out.values()), out
+        deadline = time.monotonic() + timeout
+        for _ in range(int(timeout / POLL) + 1):
+            ok, out = collect()
+            if ok or time.monotonic() > deadline:
+                break
+            time.sleep(POLL)
+        return collect()[1]
+
+
+# --------------------------------------------------------- private Postfix --
+
+POSTFIX_LOCK = "/tmp/postern-e2e-postfix.lock"
+SYSTEM_MAIN_CF = "/etc/postfix/main.cf"
+
+MASTER_CF = """\
+# private Postfix instance for Postern's end-to-end tests: no chroot
+{listen} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+def register_alternate_config_dir(confdir):
+    """/etc/postfix/main.cf must exist and list confdir in
+    alternate_config_directories. Create or update it idempotently; drop
+    entries whose directory no longer exists so the list stays short."""
+    postconf = require("postconf")
+    with open(POSTFIX_LOCK, "a") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        if not os.path.exists(SYSTEM_MAIN_CF):
+            os.makedirs(os.path.dirname(SYSTEM_MAIN_CF), exist_ok=True)
+            with open(SYSTEM_MAIN_CF, "w") as f:
+                f.write("# Created by Postern's e2e tests: the private test instances\n"
+                        "# are listed in alternate_config_directories.\n"
+                        "compatibility_level = 3.6\n")
+        cur = subprocess.run([postconf, "-c", "/etc/postfix", "-h",
+                              "alternate_config_directories"],
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+        entries = [e for e in re.split(r"[\s,]+", cur) if e]
+        keep = [e for e in entries if e.startswith("$") or os.path.isdir(e)]
+        if confdir not in keep:
+            keep.append(confdir)
+        if keep != entries:
+            subprocess.run([postconf, "-c", "/etc/postfix", "-e",
+                            "alternate_config_directories = " + " ".join(keep)],
+                           check=True, capture_output=True, timeout=30)
+
+
+def unregister_alternate_config_dir(confdir):
+    postconf = which("postconf")
+    if not postconf or not os.path.exists(SYSTEM_MAIN_CF):
+        return
+    with open(POSTFIX_LOCK, "a") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        cur = subprocess.run([postconf, "-c", "/etc/postfix", "-h",
+                              "alternate_config_directories"],
+                             capture_output=True, text=True, timeout=30).stdout.strip()
+        entries = [e for e in re.split(r"[\s,]+", cur) if e]
+        keep = [e for e in entries if e != confdir]
+        if keep != entries:
+            subprocess.run([postconf, "-c", "/etc/postfix", "-e",
+                            "alternate_config_directories = " + " ".join(keep)],
+                           capture_output=True, timeout=30)
+
+
+class PostfixInstance:
+    """A private Postfix: smtpd on 127.0.0.1:PORT, relaying every message for
+    relay_domains to a next hop (normally an SmtpSink), unchanged apart from
+    its own Received header.
+
+    rcpt_access maps recipients to actions for check_recipient_access, e.g.
+    {"reject@example.test": "550 5.1.1 no such user"}.
+    """
+
+    def __init__(self, workdir, nexthop_port, relay_domains=("example.test",),
+                 rcpt_access=None, extra=None, port=None, hostname="backend.test"):
+        self.workdir = os.path.abspath(str(workdir))
+        self.confdir = os.path.join(self.workdir, "conf")
+        self.queuedir = os.path.join(self.workdir, "queue")
+        self.datadir = os.path.join(self.workdir, "data")
+        self.maillog = os.path.join(self.workdir, "maillog")
+        self.port = port or free_port()
+        self.nexthop_port = nexthop_port
+        self.relay_domains = list(relay_domains)
+        self.rcpt_access = dict(rcpt_access or {})
+        self.extra = dict(extra or {})
+        self.hostname = hostname
+        self.started = False
+
+    def main_cf(self):
+        s = {
+            "compatibility_level": "3.6",
+            "queue_directory": self.queuedir,
+            "data_directory": self.datadir,
+            "mail_owner": "postfix",
+            "setgid_group": "postdrop",
+            "inet_interfaces": "loopback-only",
+            "inet_protocols": "ipv4",
+            "myhostname": self.hostname,
+            "mydomain": "backend.test",
+            "myorigin": "$myhostname",
+            "mydestination": "",
+            "mynetworks": "127.0.0.0/8",
+            "relay_domains": ", ".join(self.relay_domains),
+            "transport_maps": "static:smtp:[%s]:%d" % (HOST, self.nexthop_port),
+            "smtpd_recipient_restrictions":
+                "check_recipient_access texthash:%s/rcpt_access, permit_mynetworks, "
+                "reject_unauth_destination" % self.confdir,
+            "smtpd_authorized_xclient_hosts": "127.0.0.0/8",
+            "smtpd_authorized_xforward_hosts": "127.0.0.0/8",
+            # do not touch the message: no header rewriting, no added or
+            # dropped headers, no MIME conversion, no line folding
+            "local_header_rewrite_clients": "",
+            "remote_header_rewrite_domain": "",
+            "always_add_missing_headers": "no",
+            "message_drop_headers": "",
+            "undisclosed_recipients_header": "",
+            "disable_mime_output_conversion": "yes",
+            "disable_mime_input_processing": "yes",
+            "smtp_line_length_limit": "0",
+            "header_size_limit": "10240000",
+            "message_size_limit": "0",
+            "mailbox_size_limit": "0",
+            "smtputf8_enable": "yes",
+            "maillog_file": self.maillog,
+            "maillog_file_prefixes": self.workdir,
+            "biff": "no",
+            "append_dot_mydomain": "no",
+            "alias_maps": "",
+            "alias_database": "",
+            "smtp_tls_security_level": "none",
+            "smtpd_tls_security_level": "none",
+            "smtp_dns_support_level": "disabled",
+            "smtpd_peername_lookup": "no",
+            "queue_run_delay": "1s",
+            "minimal_backoff_time": "1s",
+            "maximal_backoff_time": "2s",
+            "smtpd_error_sleep_time": "0",
+            "smtpd_soft_error_limit": "1000",
+            "smtpd_hard_error_limit": "1000",
+            "smtpd_client_connection_rate_limit": "0",
+            "anvil_rate_time_unit": "60s",
+        }
+        s.update(self.extra)
+        return "".join("%s = %s\n" % kv for kv in s.items())
+
+    def postfix(self, *args, check=True):
+        r = subprocess.run([require("postfix"), "-c", self.confdir] + list(args),
+                           capture_output=True, text=True, timeout=60)
+        if check and r.returncode != 0:
+            raise PeerError("postfix -c %s %s failed (%d): %s%s\n(postfix -c %s check "
+                            "tells what is wrong)" % (self.confdir, " ".join(args),
+                                                       r.returncode, r.stdout, r.stderr,
+                                                       self.confdir))
+        return r
+
+    def write_config(self):
+        os.makedirs(self.confdir, exist_ok=True)
+        os.makedirs(self.queuedir, exist_ok=True)
+        os.makedirs(self.datadir, exist_ok=True)
+        import pwd
+        pw = pwd.getpwnam("postfix")
+        os.chown(self.datadir, pw.pw_uid, pw.pw_gid)
+        make_traversable(self.workdir)
+        with open(os.path.join(self.confdir, "main.cf"), "w") as f:
+            f.write(self.main_cf())
+        with open(os.path.join(self.confdir, "master.cf"), "w") as f:
+            f.write(MASTER_CF.format(listen="%s:%d" % (HOST, self.port)))
+        with open(os.path.join(self.confdir, "rcpt_access"), "w") as f:
+            for k, v in self.rcpt_access.items():
+                f.write("%s %s\n" % (k, v))
+
+    def start(self):
+        if os.geteuid() != 0:
+            raise PeerError("a private Postfix instance needs root")
+        self.write_config()
+        register_alternate_config_dir(self.confdir)
+        self.postfix("check")
+        self.postfix("start")
+        self.started = True
+        wait_until(lambda: port_accepts(self.port), START_WAIT,
+                   "Postfix smtpd on port %d" % self.port)
+        return self
+
+    def master_pid(self):
+        try:
+            with open(os.path.join(self.queuedir, "pid", "master.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def stop(self):
+        if not self.started:
+            return
+        pid = self.master_pid()
+        self.postfix("stop", check=False)
+
+        def gone():
+            if pid is None:
+                return True
+            try:
+                os.kill(pid, 0)
+                return False
+            except ProcessLookupError:
+                return True
+        try:
+            wait_until(gone, STOP_WAIT, "Postfix master %s to exit" % pid)
+        except PeerError:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.started = False
+        unregister_alternate_config_dir(self.confdir)
+
+    def log(self):
+        try:
+            with open(self.maillog, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def queue_ids_sent(self):
+        return re.findall(r"postfix/smtp\[\d+\]: ([0-9A-F]+): to=.*status=sent", self.log())
+
+
+# -------------------------------------------------------------- posternd ---
+
+def _conf_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return "{" + ", ".join(_conf_value(x) for x in v) + "}"
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_conf(settings):
+    """dict -> libconfuse text; dict values become sections."""
+    out = []
+    for k, v in settings.items():
+        if isinstance(v, dict):
+            out.append("%s {" % k)
+            for k2, v2 in v.items():
+                out.append("    %s = %s" % (k2, _conf_value(v2)))
+            out.append("}")
+        else:
+            out.append("%s = %s" % (k, _conf_value(v)))
+    return "\n".join(out) + "\n"
+
+
+LOG_RE = re.compile(r"^posternd\[(\d+)\]: ([0-9a-f]{16}) (.*)$")
+
+
+def parse_kv(text):
+    """key=value pairs of a log line; values may be "quoted" or <bracketed>."""
+    out = {}
+    for m in re.finditer(r'(\w[\w.-]*)=("(?:[^"\\]|\\.)*"|\S*)', text):
+        v = m.group(2)
+        if v.startswith('"') and v.endswith('"') and len(v) >= 2:
+            v = v[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        out[m.group(1)] = v
+    return out
+
+
+class Posternd:
+    """posternd in the foreground (-f), its log (stderr) in a file."""
+
+    def __init__(self, binary, workdir, backend, settings=None, overrides=(),
+                 port=None, hostname="mx.test"):
+        self.binary = binary
+        self.workdir = os.path.abspath(str(workdir))
+        self.port = port or free_port()
+        self.conf = os.path.join(self.workdir, "postern.conf")
+        self.spool = os.path.join(self.workdir, "spool")
+        self.logfile = os.path.join(self.workdir, "posternd.log")
+        self.settings = {
+            "hostname": hostname,
+            "listen": ["%s:%d" % (HOST, self.port)],
+            "backend": backend,
+            "relay_domains": ["example.test"],
+            "spool_dir": self.spool,
+            "log_level": "debug",
+            "workers": 2,
+        }
+        for k, v in (settings or {}).items():
+            if v is None:
+                self.settings.pop(k, None)
+            else:
+                self.settings[k] = v
+        self.overrides = list(overrides)
+        self.proc = None
+        self.returncode = None
+        self.killed = False
+        self.stopped = False
+
+    def write_config(self):
+        os.makedirs(self.workdir, exist_ok=True)
+        os.makedirs(self.spool, exist_ok=True)
+        with open(self.conf, "w") as f:
+            f.write(render_conf(self.settings))
+
+    def argv(self, *extra):
+        a = [self.binary, "-c", self.conf]
+        for o in self.overrides:
+            a += ["-o", o]
+        return a + list(extra)
+
+    def start(self):
+        self.write_config()
+        self.stopped = False
+        self._log = open(self.logfile, "ab")
+        self.proc = subprocess.Popen(self.argv("-f"), stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=self._log,
+                                     cwd=self.workdir, start_new_session=True)
+        try:
+            wait_until(lambda: port_accepts(self.port), START_WAIT,
+                       "posternd on port %d" % self.port, self.proc)
+        except PeerError as e:
+            self.stop()
+            raise PeerError("%s\n--- posternd log ---\n%s" % (e, self.log()[-4000:]))
+        return self
+
+    def stop(self):
+        if self.proc is None:
+            return None
+        if self.stopped:
+            return self.returncode
+        self.stopped = True
+        self.returncode, self.killed = stop_pid(self.proc)
+        if getattr(self, "_log", None):
+            self._log.close()
+            self._log = None
+        return self.returncode
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self):
+        try:
+            with open(self.logfile, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def lines(self):
+        return self.log().splitlines()
+
+    def grep(self, pattern):
+        r = re.compile(pattern)
+        return [l for l in self.lines() if r.search(l)]
+
+    def summaries(self):
+        """Parsed per-message summary lines: dicts with sid and the fields."""
+        out = []
+        for l in self.lines():
+            m = LOG_RE.match(l)
+            if m and m.group(3).startswith("message "):
+                d = parse_kv(m.group(3))
+                d["sid"] = m.group(2)
+                d["line"] = l
+                out.append(d)
+        return out
+
+    def wait_log(self, pattern, n=1, timeout=DELIVERY_WAIT):
+        """Wait (bounded) for n log lines matching pattern; returns them (may
+        be fewer if the bound is reached: the caller asserts)."""
+        def got():
+            ls = self.grep(pattern)
+            return ls if len(ls) >= n else None
+        try:
+            return wait_until(got, timeout, "log line %r" % pattern)
+        except PeerError:
+            return self.grep(pattern)
+
+
+def run_check(binary, conf, overrides=(), timeout=30):
+    """posternd -t -c CONF [-o ...]: returns CompletedProcess."""
+    argv = [binary, "-t", "-c", conf]
+    for o in overrides:
+        argv += ["-o", o]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+# ------------------------------------------------- scripted SMTP backend ---
+
+class FaultBackend:
+    """A small threaded SMTP (or LMTP) server on 127.0.0.1 whose behaviour is
+    chosen per recipient local part, for fault injection that smtp-sink cannot
+    do per message. It keeps exact bytes and records what it *accepted*
+    (answered 2xx to at end of data, the reply fully written).
+
+    Local parts (the first recipient of a transaction decides DATA faults):
+      rcpt-reject   550 5.1.1 at RCPT          rcpt-tempfail  450 4.2.1 at RCPT
+      data-tempfail 451 4.3.0 at DATA          data-reject    554 5.3.0 at DATA
+      eod-tempfail  451 4.3.0 at end of data   eod-reject     554 5.6.0 at end of data
+      drop-data     close at the DATA command  drop-mid       close after 1 line of data
+      drop-eod      close at end of data (no reply)
+      stall-rcpt    no reply to RCPT           stall-data     no reply to DATA
+      stall-eod     no reply at end of data   (stalls until the client goes away)
+      anything else: 250
+    """
+
+    STALL_MAX = 120.0
+
+    def __init__(self, lmtp=False, ehlo_extra=("PIPELINING", "8BITMIME", "SIZE 0",
+                                               "ENHANCEDSTATUSCODES", "SMTPUTF8")):
+        self.lmtp = lmtp
+        self.ehlo_extra = list(ehlo_extra)
+        self.port = free_port()
+        self.accepted = []          # dicts: mail_from, rcpts, data (unstuffed CRLF bytes)
+        self.seen_commands = []
+        self.sessions = 0
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.threads = []
+        self.lsock = None
+
+    def start(self):
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((HOST, self.port))
+        self.lsock.listen(50)
+        self.lsock.settimeout(0.2)
+        t = threading.Thread(target=self._accept_loop, daemon=True)
+        t.start()
+        self.threads.append(t)
+        return self
+
+    def stop(self):
+        self.stop_event.set()
+        for t in list(self.threads):
+            t.join(timeout=STOP_WAIT)
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+
+    @property
+    def address(self):
+        return "%s:%d" % (HOST, self.port)
+
+    def _accept_loop(self):
+        while not self.stop_event.is_set():
+            try:
+                conn, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.sessions += 1
+            t = threading.Thread(target=self._session, args=(conn,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _stall(self, f):
+        """Send nothing until the peer closes (bounded)."""
+        f.settimeout(0.2)
+        deadline = time.monotonic() + self.STALL_MAX
+        while time.monotonic() < deadline and not self.stop_event.is_set():
+            try:
+                if not f.recv(65536):
+                    return
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    def _session(self, conn):
+        conn.settimeout(self.STALL_MAX)
+        buf = [b""]
+
+        def readline():
+            for _ in range(100000):
+                i = buf[0].find(b"\n")
+                if i >= 0:
+                    line, buf[0] = buf[0][:i + 1], buf[0][i + 1:]
+                    return line
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return None
+                buf[0] += chunk
+            return None
+
+        def send(s):
+            conn.sendall(s.encode() + b"\r\n")
+
+        try:
+            send("220 fault.test ESMTP FaultBackend")
+            mail_from, rcpts, fault = None, [], None
+            for _ in range(100000):
+                line = readline()
+                if line is None:
+                    return
+                cmdline = line.rstrip(b"\r\n").decode("utf-8", "replace")
+                with self.lock:
+                    self.seen_commands.append(cmdline)
+                verb = cmdline.split(" ", 1)[0].upper()
+                if verb in ("EHLO", "LHLO"):
+                    if (verb == "LHLO") != self.lmtp:
+                        send("500 5.5.1 wrong greeting command")
+                        continue
+                    lines = ["fault.test"] + self.ehlo_extra
+                    for i, l in enumerate(lines):
+                        send("250%s%s" % ("-" if i < len(lines) - 1 else " ", l))
+                elif verb == "HELO":
+                    send("250 fault.test")
+                elif verb in ("XCLIENT",):
+                    send("220 fault.test ESMTP FaultBackend")
+                elif verb == "XFORWARD":
+                    send("250 2.0.0 Ok")
+                elif verb == "MAIL":
+                    m = re.search(r"<([^>]*)>", cmdline)
+                    mail_from, rcpts, fault = (m.group(1) if m else ""), [], None
+                    send("250 2.1.0 Ok")
+                elif verb == "RCPT":
+                    m = re.search(r"<([^>]*)>", cmdline)
+                    rcpt = m.group(1) if m else ""
+                    local = rcpt.split("@")[0]
+                    if local == "rcpt-reject":
+                        send("550 5.1.1 <%s>: rejected by FaultBackend" % rcpt)
+                    elif local == "rcpt-tempfail":
+                        send("450 4.2.1 <%s>: tempfailed by FaultBackend" % rcpt)
+                    elif local == "stall-rcpt":
+                        self._stall(conn)
+                        return
+                    else:
+                        rcpts.append(rcpt)
+                        if fault is None:
+                            fault = local
+                        send("250 2.1.5 Ok")
+                elif verb == "DATA":
+                    if not rcpts:
+                        send("554 5.5.1 no valid recipients")
+                        continue
+                    if fault == "data-tempfail":
+                        send("451 4.3.0 DATA tempfailed by FaultBackend")
+                        continue
+                    if fault == "data-reject":
+                        send("554 5.3.0 DATA rejected by FaultBackend")
+                        continue
+                    if fault == "drop-data":
+                        return
+                    if fault == "stall-data":
+                        self._stall(conn)
+                        return
+                    send("354 go ahead")
+                    data = []
+                    complete = False
+                    for n in range(10000000):
+                        l = readline()
+                        if l is None:
+                            return
+                        if fault == "drop-mid" and n >= 1:
+                            return
+                        if l == b".\r\n":
+                            complete = True
+                            break
+                        if l.startswith(b"."):
+                            l = l[1:]
+                        data.append(l)
+                    if not complete:
+                        return
+                    content = b"".join(data)
+                    if fault == "drop-eod":
+                        return
+                    if fault == "stall-eod":
+                        self._stall(conn)
+                        return
+                    if fault == "eod-tempfail":
+                        replies = ["451 4.3.0 end of data tempfailed by FaultBackend"]
+                    elif fault == "eod-reject":
+                        replies = ["554 5.6.0 end of data rejected by FaultBackend"]
+                    else:
+                        replies = ["250 2.0.0 Ok: accepted by FaultBackend"]
+                    if self.lmtp:
+                        replies = []
+                        for r in rcpts:
+                            lp = r.split("@")[0]
+                            if lp == "eod-tempfail":
+                                replies.append("451 4.3.0 <%s> tempfailed by FaultBackend" % r)
+                            elif lp == "eod-reject":
+                                replies.append("554 5.6.0 <%s> rejected by FaultBackend" % r)
+                            else:
+                                replies.append("250 2.0.0 <%s> Ok" % r)
+                    if self.lmtp:
+                        ok = [r for r, rep in zip(rcpts, replies) if rep.startswith("2")]
+                    else:
+                        ok = list(rcpts) if replies[0].startswith("2") else []
+                    if ok:
+                        # committed before the reply goes out, as an MTA does
+                        with self.lock:
+                            self.accepted.append({"mail_from": mail_from, "rcpts": ok,
+                                                  "data": content})
+                    for r in replies:
+                        send(r)
+                    mail_from, rcpts, fault = None, [], None
+                elif verb == "RSET":
+                    mail_from, rcpts, fault = None, [], None
+                    send("250 2.0.0 Ok")
+                elif verb == "NOOP":
+                    send("250 2.0.0 Ok")
+                elif verb == "QUIT":
+                    send("221 2.0.0 Bye")
+                    return
+                else:
+                    send("502 5.5.2 command not recognized")
+        except OSError:
+            return
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+
+# -------------------------------------------------------- aiosmtpd LMTP ----
+
+class AioLmtpServer:
+    """aiosmtpd's LMTP server on its own event loop thread. The reply after
+    the data is one line per recipient, chosen by the recipient's local part:
+    'tempfail*' -> 451 4.2.0, 'reject*' -> 550 5.2.0, else 250. Accepted
+    messages are recorded with their recipients and exact content."""
+
+    def __init__(self, path=None):
+        self.path = path              # a UNIX socket instead of TCP
+        self.port = None if path else free_port()
+        self.accepted = []
+        self.transactions = []
+        self.loop = None
+        self.server = None
+        self.thread = None
+
+    def start(self):
+        from aiosmtpd.lmtp import LMTP
+        outer = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                replies, ok = [], []
+                for r in envelope.rcpt_tos:
+                    lp = r.split("@")[0]
+                    if lp.startswith("tempfail"):
+                        replies.append("451 4.2.0 <%s> mailbox busy" % r)
+                    elif lp.startswith("reject"):
+                        replies.append("550 5.2.0 <%s> mailbox unavailable" % r)
+                    else:
+                        replies.append("250 2.0.0 <%s> delivered" % r)
+                        ok.append(r)
+                outer.transactions.append({"mail_from": envelope.mail_from,
+                                           "rcpts": list(envelope.rcpt_tos),
+                                           "replies": replies})
+                if ok:
+                    outer.accepted.append({"mail_from": envelope.mail_from, "rcpts": ok,
+                                           "data": envelope.original_content})
+                return "\r\n".join(replies)
+
+        ready = threading.Event()
+        err = []
+
+        def run():
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            try:
+                factory = lambda: LMTP(Handler(), hostname="lmtp.test",  # noqa: E731
+                                       enable_SMTPUTF8=True)
+                if self.path:
+                    coro = self.loop.create_unix_server(factory, path=self.path)
+                else:
+                    coro = self.loop.create_server(factory, host=HOST, port=self.port)
+                self.server = self.loop.run_until_complete(coro)
+            except Exception as e:       # noqa: BLE001 - reported to the caller
+                err.append(e)
+                ready.set()
+                return
+            ready.set()
+            self.loop.run_forever()
+            self.server.close()
+            self.loop.run_until_complete(self.server.wait_closed())
+            self.loop.close()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(START_WAIT)
+        if err:
+            raise PeerError("aiosmtpd LMTP failed to start: %s" % err[0])
+        if self.path:
+            os.chmod(self.path, 0o666)
+        else:
+            wait_until(lambda: port_accepts(self.port), START_WAIT, "aiosmtpd LMTP")
+        return self
+
+    @property
+    def backend(self):
+        return "lmtp:unix:%s" % self.path if self.path else "lmtp:%s:%d" % (HOST, self.port)
+
+    def stop(self):
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        if self.thread is not None:
+            self.thread.join(timeout=STOP_WAIT)
+
+
+# ------------------------------------------------- Postern's trace header ---
+
+RECEIVED_RE = re.compile(
+    r"^Received: from (?P<helo>\S+) \((?:(?P<name>[^\s\[\]()]+) )?\[(?P<ip>[0-9A-Fa-f.:]+)\]\)"
+    r" by (?P<host>\S+) \(Postern\) with (?P<proto>[A-Z0-9]+) id (?P<id>[0-9a-f]{16})"
+    r"(?: for <(?P<for>[^>]*)>)? ?; ?(?P<date>.+)$")
+
+
+def parse_postern_received(field):
+    """Check and parse Postern's Received header field (bytes, LF or CRLF).
+
+    Returns a dict (helo, name, ip, host, proto, id, for, date) or raises
+    AssertionError saying what is wrong."""
+    from email.utils import parsedate_to_datetime
+    text = field.decode("utf-8", "replace")
+    assert text.startswith("Received: from "), "not a Received field: %r" % text
+    lines = text.replace("\r\n", "\n").rstrip("\n").split("\n")
+    for l in lines[1:]:
+        assert l[:1] in (" ", "\t"), "bad folding in %r" % text
+    unfolded = re.sub(r"\n[ \t]+", " ", "\n".join(lines))
+    m = RECEIVED_RE.match(unfolded)
+    assert m, "Received field not in Postern's format: %r" % text
+    d = m.groupdict()
+    try:
+        dt = parsedate_to_datetime(d["date"].strip())
+    except (TypeError, ValueError):
+        dt = None
+    assert dt is not None, "bad date in Received field: %r" % d["date"]
+    return d
