@@ -27,6 +27,7 @@
 #include "common/netaddr.h"
 #include "filters/workpool.h"
 #include "policy/config.h"
+#include "relay.h"
 #include "server.h"
 #include "smtp_session.h"
 
@@ -339,6 +340,7 @@ int px_server_run(struct px_server *srv)
 	evsignal_add(ev_term, NULL);
 	evsignal_add(ev_int, NULL);
 	evsignal_add(ev_hup, NULL);
+	px_backend_caps_probe(main_base, srv->cfg);
 	for (i = 0; i < n; i++, srv->nworkers++)
 		if (worker_start(srv, &srv->workers[i]) < 0)
 			return -1;

@@ -501,15 +501,27 @@ class SmtpSink:
                 out.append(os.path.join(root, n))
         return sorted(out, key=lambda p: (os.stat(p).st_mtime_ns, p))
 
-    def messages(self):
+    def messages(self, complete_only=True):
+        """The dumped transactions, oldest first. smtp-sink creates a dump file
+        when a transaction starts and removes it again when the transaction
+        dies early, so by default only complete messages (data ended with
+        "." and written out) are returned."""
         msgs = []
         for p in self.files():
-            with open(p, "rb") as f:
-                msgs.append(SinkMessage(p, f.read()))
+            try:
+                with open(p, "rb") as f:
+                    m = SinkMessage(p, f.read())
+            except (OSError, PeerError):
+                if complete_only:
+                    continue
+                raise
+            if m.complete or not complete_only:
+                msgs.append(m)
         return msgs
 
     def count(self):
-        return len(self.files())
+        """Number of complete messages smtp-sink holds."""
+        return len(self.messages())
 
     def find(self, mail_from=None, rcpt=None):
         return [m for m in self.messages()
@@ -519,10 +531,7 @@ class SmtpSink:
     def wait_for(self, n, mail_from=None, rcpt=None, timeout=DELIVERY_WAIT):
         """Wait (bounded) until at least n matching messages are complete."""
         def got():
-            try:
-                ms = [m for m in self.find(mail_from, rcpt) if m.complete]
-            except PeerError:
-                return None
+            ms = self.find(mail_from, rcpt)
             return ms if len(ms) >= n else None
         try:
             return wait_until(got, timeout, "%d message(s) at smtp-sink from=%s rcpt=%s"
@@ -537,12 +546,9 @@ class SmtpSink:
 
         def collect():
             out = {s: [] for s in senders}
-            try:
-                for m in self.messages():
-                    if m.mail_from in out and m.complete:
-                        out[m.mail_from].append(m)
-            except PeerError:
-                return None, out
+            for m in self.messages():
+                if m.mail_from in out:
+                    out[m.mail_from].append(m)
             return all(out.values()), out
         deadline = time.monotonic() + timeout
         for _ in range(int(timeout / POLL) + 1):
