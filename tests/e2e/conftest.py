@@ -176,6 +176,45 @@ def make_posternd(posternd_bin, tmp_path_factory, request):
                             % (p.proc.pid, px.STOP_WAIT))
         elif rc is not None and rc < 0 and -rc in CRASH_SIGNALS:
             problems.append("posternd (pid %d) died of signal %d" % (p.proc.pid, -rc))
+        left = []
+        for root, _dirs, names in os.walk(p.spool):
+            left += [os.path.join(root, n) for n in names]
+        if left:
+            problems.append("posternd (pid %d) left %d file(s) in its spool_dir after it "
+                            "stopped: %s" % (p.proc.pid, len(left), left[:3]))
     if problems:
         pytest.fail("; ".join(problems) + "\n--- log tail ---\n"
                     + "\n".join(p.log()[-3000:] for p in started), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def postern_bin():
+    """The `postern` admin command (beside posternd, or $POSTERN)."""
+    p = px.find_postern()
+    if not (os.path.isfile(p) and os.access(p, os.X_OK)):
+        pytest.fail("postern binary not found or not executable: %s "
+                    "(build it, or set POSTERN)" % p)
+    return p
+
+
+@pytest.fixture
+def plugin():
+    """plugin(NAME) -> the absolute path of the built NAME.so."""
+    def find(name):
+        try:
+            return px.find_plugin(name)
+        except px.PeerError as e:
+            pytest.fail(str(e), pytrace=False)
+    return find
+
+
+@pytest.fixture
+def counting_sink(tmp_path_factory):
+    """smtp-sink -c: a backend that only counts messages (for load tests)."""
+    d = tmp_path_factory.mktemp("csink")
+    px.make_traversable(str(d))
+    s = px.CountingSink(d)
+    try:
+        yield s.start()
+    finally:
+        s.stop()

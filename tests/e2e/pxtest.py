@@ -1306,3 +1306,267 @@ def parse_postern_received(field):
         dt = None
     assert dt is not None, "bad date in Received field: %r" % d["date"]
     return d
+
+
+# ------------------------------------------- plugins, policy, `postern` ----
+# Used by the plugin-chain and policy tests (test_p*): where the built
+# plugins and the `postern` command are, conf.d files, `postern test`, and
+# comparing the header fields a message gained on its way.
+
+def top_builddir():
+    """$TOP_BUILDDIR, else the folder of $POSTERND, else the source tree."""
+    t = os.environ.get("TOP_BUILDDIR")
+    if t:
+        return os.path.abspath(t)
+    p = os.environ.get("POSTERND")
+    if p:
+        return os.path.dirname(os.path.abspath(p))
+    return top_srcdir()
+
+
+def top_srcdir():
+    t = os.environ.get("TOP_SRCDIR")
+    if t:
+        return os.path.abspath(t)
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def plugin_candidates(name, top=None):
+    """Where a built plugin may be: plugins/NAME/ (shipped plugins) or
+    tests/plugins/ (test plugins), in libtool's .libs/ or beside it."""
+    top = top or top_builddir()
+    out = []
+    for d in (os.path.join("plugins", name), os.path.join("tests", "plugins")):
+        for f in (os.path.join(".libs", name + ".so"), name + ".so"):
+            out.append(os.path.join(top, d, f))
+    return out
+
+
+def find_plugin(name, top=None):
+    """The built NAME.so (absolute path); PeerError if it is not built."""
+    cands = plugin_candidates(name, top)
+    for p in cands:
+        if os.path.isfile(p):
+            return p
+    raise PeerError("plugin %s.so not built: looked for %s" % (name, ", ".join(cands)))
+
+
+def find_postern():
+    """The `postern` command: $POSTERN, else beside $POSTERND, else in
+    $TOP_BUILDDIR (the caller checks that it exists)."""
+    p = os.environ.get("POSTERN")
+    if p:
+        return os.path.abspath(p)
+    cands = []
+    d = os.environ.get("POSTERND")
+    if d:
+        cands.append(os.path.join(os.path.dirname(os.path.abspath(d)), "postern"))
+    cands.append(os.path.join(top_builddir(), "postern"))
+    for c in cands:
+        if os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    return cands[0]
+
+
+def plugin_value(v):
+    """A plugin option's value as written in its section: yes/no, a bare
+    number, a quoted string; a list becomes one comma-separated string."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        v = ", ".join(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def plugin_section(title, **options):
+    """plugin "TITLE" { key = value ... } (options in the order given)."""
+    out = ['plugin "%s" {' % title]
+    for k, v in options.items():
+        out.append("    %s = %s" % (k, plugin_value(v)))
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def write_conf_d(daemon, name, text):
+    """Write conf.d/NAME beside the daemon's postern.conf; returns the path."""
+    d = os.path.join(os.path.dirname(daemon.conf), "conf.d")
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, name)
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.rename(path + ".tmp", path)          # a reload never sees half a file
+    return path
+
+
+def posternd_with_conf_d(make_posternd, backend, files, **kw):
+    """make_posternd(...), with conf.d files written before it starts.
+    files: {name: text} (or a list of pairs)."""
+    d = make_posternd(backend, start=False, **kw)
+    for name, text in (files.items() if isinstance(files, dict) else files):
+        write_conf_d(d, name, text)
+    return d.start()
+
+
+def header_fields(message):
+    """The header fields of a message (bytes or str, LF or CRLF) as
+    (name, value) pairs in order; values unfolded, runs of white space
+    made one space, stripped."""
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    head = message.replace("\r\n", "\n")
+    i = head.find("\n\n")
+    head = head if i < 0 else head[:i + 1]
+    out = []
+    for m in re.finditer(r"^([^\s:][^:\n]*):([^\n]*(?:\n[ \t][^\n]*)*)", head, re.M):
+        value = re.sub(r"\s+", " ", m.group(2).replace("\n", "")).strip()
+        out.append((m.group(1).strip(), value))
+    return out
+
+
+def normal_field(name, value):
+    return "%s: %s" % (name, re.sub(r"\s+", " ", value).strip())
+
+
+def added_headers(delivered, sent):
+    """The header fields that `delivered` has and `sent` has not (as a
+    multiset), in delivered order, without Postern's own Received field:
+    a list of "Name: value" strings (normalised as header_fields does)."""
+    have = {}
+    for n, v in header_fields(sent):
+        k = (n.lower(), v)
+        have[k] = have.get(k, 0) + 1
+    out = []
+    skipped_received = False
+    for n, v in header_fields(delivered):
+        if not skipped_received and n.lower() == "received" and "(Postern)" in v:
+            skipped_received = True
+            continue
+        k = (n.lower(), v)
+        if have.get(k, 0) > 0:
+            have[k] -= 1
+            continue
+        out.append(normal_field(n, v))
+    return out
+
+
+class PosternTest:
+    """The output of `postern test`, parsed:
+      plugins  [{"plugin":..., "stage":..., "verdict":..., "ms":..., "results":...}]
+      action   accept|reject|tempfail|discard|quarantine (None if missing)
+      reply    "CODE ESC text" (None if missing)
+      headers  ["Name: value", ...] (normalised as header_fields does)"""
+
+    def __init__(self, argv, proc):
+        self.argv = argv
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout.decode("utf-8", "replace")
+        self.stderr = proc.stderr.decode("utf-8", "replace")
+        self.plugins, self.headers = [], []
+        self.action = self.reply = None
+        for line in self.stdout.splitlines():
+            if line.startswith("header: "):
+                name, _, value = line[len("header: "):].partition(":")
+                self.headers.append(normal_field(name.strip(), value))
+            elif line.startswith("plugin="):
+                self.plugins.append(parse_kv(line))
+            elif line.startswith("action="):
+                kv = parse_kv(line)
+                self.action, self.reply = kv.get("action"), kv.get("reply")
+
+    def __repr__(self):
+        return "<postern test rc=%s action=%s reply=%r headers=%r\nstdout:\n%s\nstderr:\n%s>" % (
+            self.returncode, self.action, self.reply, self.headers, self.stdout, self.stderr)
+
+
+POSTERN_TEST_EXIT = {"accept": 0, "quarantine": 0, "reject": 2, "tempfail": 3, "discard": 4}
+
+
+def postern_test(binary, conf, message, mail_from, rcpts, client_ip="127.0.0.1",
+                 helo="client.test", overrides=(), tls=False, timeout=60):
+    """postern -c CONF [-o ...] test --client-ip A --helo H --from F --rcpt R...
+    with the message on stdin (bytes, sent as they are)."""
+    argv = [binary, "-c", conf]
+    for o in overrides:
+        argv += ["-o", o]
+    argv += ["test", "--client-ip", client_ip]
+    if helo is not None:
+        argv += ["--helo", helo]
+    argv += ["--from", mail_from]
+    for r in rcpts:
+        argv += ["--rcpt", r]
+    if tls:
+        argv.append("--tls")
+    proc = subprocess.run(argv, input=message, capture_output=True, timeout=timeout)
+    return PosternTest(argv, proc)
+
+
+def run_postern_check(binary, conf, overrides=(), timeout=30):
+    """postern -c CONF [-o ...] check: returns CompletedProcess (text)."""
+    argv = [binary, "-c", conf]
+    for o in overrides:
+        argv += ["-o", o]
+    argv.append("check")
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+class CountingSink:
+    """smtp-sink -c as a fast backend that keeps nothing and only counts:
+    count() is its message counter (mesg=), read from its output."""
+
+    def __init__(self, workdir, port=None):
+        self.workdir = str(workdir)
+        self.port = port or free_port()
+        self.outfile = os.path.join(self.workdir, "smtp-sink-count.out")
+        self.proc = None
+
+    def start(self):
+        argv = [require("smtp-sink")]
+        if os.geteuid() == 0:
+            argv += ["-u", "nobody"]
+        argv += ["-c", "-h", "count.test", "-t", "60", "%s:%d" % (HOST, self.port), "1024"]
+        self._out = open(self.outfile, "wb")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        wait_until(lambda: port_accepts(self.port), START_WAIT,
+                   "smtp-sink -c on port %d" % self.port, self.proc)
+        return self
+
+    def stop(self):
+        rc = stop_pid(self.proc)
+        if getattr(self, "_out", None):
+            self._out.close()
+        return rc
+
+    @property
+    def address(self):
+        return "%s:%d" % (HOST, self.port)
+
+    def count(self):
+        try:
+            with open(self.outfile, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 512))
+                tail = f.read().decode("latin-1")
+        except OSError:
+            return 0
+        m = re.findall(r"mesg=(\d+)", tail)
+        return int(m[-1]) if m else 0
+
+    def wait_count(self, n, timeout=DELIVERY_WAIT):
+        """Wait (bounded) until the counter reaches n; returns the count."""
+        try:
+            wait_until(lambda: self.count() >= n, timeout, "smtp-sink count %d" % n,
+                       self.proc)
+        except PeerError:
+            pass
+        return self.count()
+
+
+def smtp_source(port, n, sessions, mail_from, rcpt, size=1024, helo="client.test"):
+    """smtp-source argv for a bounded load through posternd (no -A: any
+    unexpected reply makes it fail)."""
+    return [require("smtp-source"), "-c", "-m", str(n), "-s", str(sessions), "-l", str(size),
+            "-M", helo, "-f", mail_from, "-t", rcpt, "%s:%d" % (HOST, port)]
