@@ -16,7 +16,7 @@
  *	reload can change it while other threads log.
  */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconfig.h"
 #endif
 
 #include <pthread.h>

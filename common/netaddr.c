@@ -17,7 +17,7 @@
  *	Functions that can fail return 0 or -1 with a one-line message in err.
  */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconfig.h"
 #endif
 
 #include <arpa/inet.h>

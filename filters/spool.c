@@ -5,7 +5,7 @@
  *	See spool.h. The memory part grows by doubling up to mem_max; the switch
  *	to disk writes what is in memory to the file and frees it.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <errno.h>
 #include <fcntl.h>

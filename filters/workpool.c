@@ -7,7 +7,7 @@
  *	when the work is done (event_active is thread-safe once evthread is on),
  *	and the done callback then runs on the submitter's own thread.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -31,7 +31,7 @@
  *	"FILE:LINE: message", "FILE: message" (cannot open), "-o: message".
  */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconfig.h"
 #endif
 
 #include <ctype.h>
@@ -47,6 +47,11 @@
 #include <unistd.h>
 
 #include <confuse.h>
+
+#include "config_plugins.h"
+#include "config_policy.h"
+#include "filters/chain.h"
+#include "policy.h"
 
 #include "common/log.h"
 #include "common/netaddr.h"
@@ -76,6 +81,7 @@ struct config_errors {
 
 static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct config_errors *config_errors;
+static struct px_plugin_sections *config_plugins;   /* of the load in progress */
 static unsigned long config_generation;
 
 /* ---------------------------------------------------------------- errors */
@@ -111,6 +117,12 @@ static void config_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
 	char msg[512];
 
 	if (!errs)
+		return;
+	/* libconfuse 3.3 reports each free-form key of a CFGF_KEYSTRVAL section
+	 * (a plugin's own options) as unknown, yet keeps it; those are checked
+	 * against the plugin's table when it is loaded (config_plugins.c) */
+	if (cfg->name && strcmp(cfg->name, "plugin") == 0 &&
+	    strncmp(fmt, "no such option", 14) == 0)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	if (errs->origin)
@@ -288,6 +300,10 @@ static const struct num_rule num_rules[] = {
 	{ "timeouts", "backend_connect", NUM_DURATION, 1, MS_DAY },
 	{ "timeouts", "backend_command", NUM_DURATION, 1, MS_DAY },
 	{ "timeouts", "backend_data", NUM_DURATION, 1, MS_DAY },
+	{ "timeouts", "greeting_delay", NUM_DURATION, 0, 5 * MS_MINUTE },
+	{ "timeouts", "proxy_header", NUM_DURATION, 1, MS_HOUR },
+	{ "auth", "failures_max", NUM_COUNT, 1, 100000 },
+	{ "auth", "failure_window", NUM_DURATION, 1, MS_DAY },
 };
 
 /* num_rule_find - the rule of an int option; NULL for a plain int */
@@ -562,6 +578,91 @@ static cfg_opt_t timeouts_opts[] = {
 	CFG_INT_CB("backend_connect", 30 * MS_SECOND, CFGF_NONE, cb_number),
 	CFG_INT_CB("backend_command", 5 * MS_MINUTE, CFGF_NONE, cb_number),
 	CFG_INT_CB("backend_data", 10 * MS_MINUTE, CFGF_NONE, cb_number),
+	CFG_INT_CB("greeting_delay", 0, CFGF_NONE, cb_number),
+	CFG_INT_CB("proxy_header", 10 * MS_SECOND, CFGF_NONE, cb_number),
+	CFG_END()
+};
+
+/* ------------------------------------------------ transport (issue 3) */
+
+/* choice_ok - value is one of the words allowed for option name */
+static const char *choice_ok(const char *name, const char *value)
+{
+	static const struct { const char *name, *words, *expect; } choices[] = {
+		{ "tls", "|auto|none|starttls|implicit|", "expected auto, none, starttls or implicit" },
+		{ "proxy_protocol", "|none|v1|v2|any|", "expected none, v1, v2 or any" },
+		{ "min_version", "|TLSv1.2|TLSv1.3|", "expected TLSv1.2 or TLSv1.3" },
+		{ "mode", "|none|opportunistic|required|", "expected none, opportunistic or required" },
+		{ "backend_forward", "|auto|xclient|xforward|none|",
+		  "expected auto, xclient, xforward or none" },
+	};
+	char word[64];
+	size_t i;
+
+	snprintf(word, sizeof(word), "|%s|", value);
+	for (i = 0; i < sizeof(choices) / sizeof(choices[0]); i++)
+		if (strcmp(choices[i].name, name) == 0)
+			return strlen(value) < 32 && strstr(choices[i].words, word) ? NULL
+			       : choices[i].expect;
+	return NULL;
+}
+
+/* cb_choice - one word from a fixed set */
+static int cb_choice(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	return str_check(cfg, opt, value, result, choice_ok(opt->name, value));
+}
+
+/* cb_path_opt - an absolute path, or "" for none */
+static int cb_path_opt(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	return str_check(cfg, opt, value, result, value[0] == 0 || (value[0] == '/' &&
+			 text_clean(value)) ? NULL : "not an absolute path");
+}
+
+/* cb_auth_backend - "" (the backend) or smtp:HOST:PORT */
+static int cb_auth_backend(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (value[0] == 0)
+		return str_check(cfg, opt, value, result, NULL);
+	if (strncmp(value, "smtp:", 5) != 0)
+		return str_check(cfg, opt, value, result, "expected smtp:HOST:PORT or \"\"");
+	return cb_backend(cfg, opt, value, result);
+}
+
+static cfg_opt_t listener_opts[] = {
+	CFG_STR_CB("address", NULL, CFGF_NONE, cb_listen),
+	CFG_STR_CB("tls", "auto", CFGF_NONE, cb_choice),
+	CFG_BOOL("require_tls", cfg_false, CFGF_NONE),
+	CFG_STR_CB("proxy_protocol", "none", CFGF_NONE, cb_choice),
+	CFG_STR_LIST_CB("proxy_sources", NULL, CFGF_NONE, cb_network),
+	CFG_BOOL("auth", cfg_false, CFGF_NONE),
+	CFG_END()
+};
+
+static cfg_opt_t tls_opts[] = {
+	CFG_STR_LIST_CB("certificate", NULL, CFGF_NONE, cb_path),
+	CFG_STR_LIST_CB("key", NULL, CFGF_NONE, cb_path),
+	CFG_STR_CB("ciphers", "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!MD5:!DSS",
+		   CFGF_NONE, cb_text),
+	CFG_STR_CB("ciphersuites", "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:"
+		   "TLS_AES_128_GCM_SHA256", CFGF_NONE, cb_text),
+	CFG_STR_CB("min_version", "TLSv1.2", CFGF_NONE, cb_choice),
+	CFG_END()
+};
+
+static cfg_opt_t backend_tls_opts[] = {
+	CFG_STR_CB("mode", "none", CFGF_NONE, cb_choice),
+	CFG_BOOL("verify", cfg_false, CFGF_NONE),
+	CFG_STR_CB("ca_file", "", CFGF_NONE, cb_path_opt),
+	CFG_STR_CB("server_name", "", CFGF_NONE, cb_text),
+	CFG_END()
+};
+
+static cfg_opt_t auth_opts[] = {
+	CFG_STR_CB("backend", "", CFGF_NONE, cb_auth_backend),
+	CFG_INT_CB("failures_max", 5, CFGF_NONE, cb_number),
+	CFG_INT_CB("failure_window", 5 * MS_MINUTE, CFGF_NONE, cb_number),
 	CFG_END()
 };
 
@@ -600,6 +701,25 @@ static cfg_t *config_cfg_new(void)
 		CFG_BOOL("vrfy", cfg_false, CFGF_NONE),
 		CFG_SEC("limits", limits_opts, CFGF_NONE),
 		CFG_SEC("timeouts", timeouts_opts, CFGF_NONE),
+		/* transport (issue 3): built by config_transport.c */
+		CFG_SEC("listener", listener_opts, CFGF_TITLE | CFGF_MULTI | CFGF_NO_TITLE_DUPES),
+		CFG_SEC("tls", tls_opts, CFGF_NONE),
+		CFG_SEC("backend_tls", backend_tls_opts, CFGF_NONE),
+		CFG_SEC("auth", auth_opts, CFGF_NONE),
+		CFG_STR_CB("backend_forward", "auto", CFGF_NONE, cb_choice),
+		CFG_STR_LIST_CB("xclient_sources", NULL, CFGF_NONE, cb_network),
+		CFG_STR_LIST_CB("normalize_bare_networks", NULL, CFGF_NONE, cb_network),
+		CFG_STR_CB("user", "", CFGF_NONE, cb_text),
+		CFG_STR_CB("group", "", CFGF_NONE, cb_text),
+		/* the plugin chain and the policy (issue 4): config_plugins.c, config_policy.c */
+		CFG_STR_CB("plugin_dir", PX_PLUGIN_DIR, CFGF_NONE, cb_path),
+		/* no CFGF_NO_TITLE_DUPES here: libconfuse 3.3 then rejects the
+		 * free-form keys of CFGF_KEYSTRVAL */
+		CFG_SEC("plugin", px_plugin_opts, CFGF_MULTI | CFGF_TITLE | CFGF_KEYSTRVAL),
+		CFG_SEC("policy", px_policy_opts, CFGF_NONE),
+		CFG_SEC("allow", px_lists_opts, CFGF_NONE),
+		CFG_SEC("deny", px_lists_opts, CFGF_NONE),
+		CFG_SEC("override", px_override_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 		CFG_END()
 	};
 	cfg_t *cfg = cfg_init(opts, CFGF_NONE);
@@ -683,6 +803,8 @@ static int merge_cfg(cfg_t *dst, cfg_t *src)
 	for (i = 0; src->opts[i].name; i++) {
 		so = &src->opts[i];
 		dopt = &dst->opts[i];
+		if (so->flags & CFGF_KEYSTRVAL)
+			continue;       /* plugin sections: config_plugins.c collects them */
 		if (so->type == CFGT_SEC && merge_sections(dst, dopt, so) < 0)
 			return -1;
 		if (so->type != CFGT_SEC && (so->flags & CFGF_MODIFIED) && copy_values(dopt, so) < 0)
@@ -912,6 +1034,7 @@ static int parse_text(cfg_t *cfg, const char *file, char *text, struct config_er
 static cfg_t *parse_file(const char *file, cfg_t *merged, struct config_errors *errs)
 {
 	cfg_t *cfg = NULL;
+	char msg[512];
 	char *text;
 
 	if (file_check(file, errs) < 0)
@@ -929,6 +1052,9 @@ static cfg_t *parse_file(const char *file, cfg_t *merged, struct config_errors *
 		cfg_free(cfg);
 		cfg = NULL;
 	}
+	if (cfg && config_plugins && px_plugin_sections_take(config_plugins, cfg, file, text,
+							     msg, sizeof(msg)) < 0)
+		errors_add(errs, "%s", msg);
 	free(text);
 	return cfg;
 }
@@ -1098,6 +1224,19 @@ static void override_list(cfg_t *cfg, cfg_opt_t *opt, char *value)
 			return;
 }
 
+/* override_plugin - "-o NAME.OPTION=value" for a plugin section, or an error */
+static void override_plugin(const char *key, const char *value, struct config_errors *errs)
+{
+	char msg[512];
+	int rc = config_plugins ? px_plugin_sections_override(config_plugins, key, value, msg,
+								 sizeof(msg)) : 0;
+
+	if (rc == 0)
+		errors_add(errs, "-o: unknown setting '%s'", key);
+	else if (rc < 0)
+		errors_add(errs, "%s", msg);
+}
+
 /* override_one - apply "key=value" or "section.key=value" to layer */
 static void override_one(cfg_t *layer, const char *text, struct config_errors *errs)
 {
@@ -1116,7 +1255,7 @@ static void override_one(cfg_t *layer, const char *text, struct config_errors *e
 	if (!path || !value)
 		errors_add(errs, "-o: out of memory");
 	else if (!(opt = override_find(layer, path, &owner)))
-		errors_add(errs, "-o: unknown setting '%s'", trim(key));
+		override_plugin(trim(key), unquote(trim(value)), errs);
 	else if (opt->flags & CFGF_LIST)
 		override_list(owner, opt, trim(value));
 	else
@@ -1279,10 +1418,8 @@ static int build_strings(struct px_config *conf, cfg_t *cfg)
 }
 
 /* config_fill - every struct field from the merged, normalized cfg */
-static int config_fill(struct px_config *conf, cfg_t *cfg)
+static int config_fill(struct px_config *conf, cfg_t *cfg, char *err, size_t errlen)
 {
-	char err[256];
-
 	conf->workers = build_workers(cfg);
 	conf->log_level = px_log_level_parse(cfg_getstr(cfg, "log_level"));
 	conf->vrfy_enabled = cfg_getbool(cfg, "vrfy") == cfg_true;
@@ -1294,12 +1431,18 @@ static int config_fill(struct px_config *conf, cfg_t *cfg)
 		return -1;
 	if (dup_list(cfg, "relay_domains", &conf->relay_domains, &conf->nrelay_domains) < 0)
 		return -1;
-	return backend_parse(cfg_getstr(cfg, "backend"), &conf->backend, err, sizeof(err));
+	if (px_config_transport_build(conf, cfg, err, errlen) < 0)
+		return -1;
+	return backend_parse(cfg_getstr(cfg, "backend"), &conf->backend, err, errlen);
 }
 
 /* config_free - release a generation; takes config_lock for cfg_free */
 static void config_free(struct px_config *conf)
 {
+	px_chain_unref(conf->chain);
+	px_policy_free(conf->policy);
+	px_plugin_sections_free(conf->plugins);
+	free(conf->plugin_dir);
 	free(conf->path);
 	free(conf->hostname);
 	free_list(conf->listen);
@@ -1308,6 +1451,7 @@ static void config_free(struct px_config *conf)
 	free(conf->trusted_networks);
 	free(conf->spool_dir);
 	free(conf->greeting);
+	px_config_transport_free(conf);
 	if (conf->cfg) {
 		pthread_mutex_lock(&config_lock);
 		cfg_free(conf->cfg);
@@ -1317,7 +1461,8 @@ static void config_free(struct px_config *conf)
 }
 
 /* config_build - a generation that owns cfg; NULL (cfg freed by caller) on failure */
-static struct px_config *config_build(cfg_t *cfg, const char *path)
+static struct px_config *config_build(cfg_t *cfg, const char *path, char *err,
+				       size_t errlen)
 {
 	struct px_config *conf = calloc(1, sizeof(*conf));
 
@@ -1325,7 +1470,7 @@ static struct px_config *config_build(cfg_t *cfg, const char *path)
 		return NULL;
 	normalize_hostname(cfg);
 	if (normalize_domains(cfg) < 0 || !(conf->path = strdup(path))
-	    || config_fill(conf, cfg) < 0) {
+	    || config_fill(conf, cfg, err, errlen) < 0) {
 		config_free(conf);
 		return NULL;
 	}
@@ -1334,24 +1479,56 @@ static struct px_config *config_build(cfg_t *cfg, const char *path)
 	return conf;
 }
 
+/* config_policy_chain - the policy and the plugin chain of a generation; on
+ * failure the caller drops conf after releasing config_lock */
+static int config_policy_chain(struct px_config *conf, struct config_errors *errs)
+{
+	cfg_t *cfg = conf->cfg;
+	char msg[2048];
+
+	conf->plugins = config_plugins;
+	config_plugins = NULL;
+	if (cfg_size(cfg, "override") > 64) {
+		errors_add(errs, "%s: at most 64 override sections", conf->path);
+		return -1;
+	}
+	if ((conf->plugin_dir = strdup(cfg_getstr(cfg, "plugin_dir"))) == NULL ||
+	    (conf->policy = px_policy_build(cfg, conf->hostname)) == NULL) {
+		errors_add(errs, "%s: out of memory", conf->path);
+		return -1;
+	}
+	if (px_plugin_sections_chain(conf->plugins, conf->plugin_dir, &conf->chain, msg,
+				     sizeof(msg)) < 0) {
+		errors_add(errs, "%s", msg);
+		return -1;
+	}
+	return 0;
+}
+
 /* config_load_locked - the whole load, with config_lock held */
 static struct px_config *config_load_locked(const char *path, const char *const *ov, size_t n,
 					    struct config_errors *errs)
 {
 	struct px_config *conf = NULL;
 	cfg_t *merged = config_cfg_new();
+	char why[512] = "";
 
 	if (!merged) {
 		errors_add(errs, "%s: out of memory", path);
 		return NULL;
 	}
+	config_plugins = px_plugin_sections_new();
 	load_file(merged, path, errs);
 	load_confd(merged, path, errs);
 	load_overrides(merged, ov, n, errs);
-	if (errs->count == 0 && !(conf = config_build(merged, path)))
-		errors_add(errs, "%s: out of memory", path);
+	if (errs->count == 0 && !(conf = config_build(merged, path, why, sizeof(why))))
+		errors_add(errs, "%s: %s", path, why[0] ? why : "out of memory");
 	if (!conf)
 		cfg_free(merged);
+	if (conf)
+		config_policy_chain(conf, errs);
+	px_plugin_sections_free(config_plugins);
+	config_plugins = NULL;
 	return conf;
 }
 
@@ -1370,6 +1547,10 @@ int px_config_load(const char *path, const char *const *overrides, size_t noverr
 	conf = config_load_locked(path, overrides, noverrides, &errs);
 	config_errors = NULL;
 	pthread_mutex_unlock(&config_lock);
+	if (conf && errs.count > 0) {       /* the policy or a plugin failed */
+		px_config_unref(conf);
+		conf = NULL;
+	}
 	if (!conf)
 		return -1;
 	conf->generation = __atomic_add_fetch(&config_generation, 1, __ATOMIC_RELAXED);
@@ -1468,6 +1649,7 @@ static void dump_cfg(cfg_t *cfg, const char *prefix, FILE *fp)
 void px_config_dump(const struct px_config *cfg, FILE *fp)
 {
 	dump_cfg(cfg->cfg, "", fp);
+	px_plugin_sections_dump(cfg->plugins, fp);
 }
 
 /* --------------------------------------------------------------- queries */

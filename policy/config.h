@@ -30,6 +30,10 @@
 #include <sys/socket.h>
 #include "common/netaddr.h"
 
+struct px_chain;
+struct px_policy;
+struct px_plugin_sections;
+
 enum px_backend_kind {
 	PX_BACKEND_SMTP,
 	PX_BACKEND_LMTP,        /* host:port, or unix socket when path is set */
@@ -134,6 +138,12 @@ struct px_config {
 	struct px_transport transport;  /* issue 3: config_transport.c */
 
 	void *cfg;                      /* the merged cfg_t, for later sections and dumps */
+
+	/* the plugin chain and the policy (filters/chain.h, policy/policy.h) */
+	char *plugin_dir;
+	struct px_chain *chain;
+	struct px_policy *policy;
+	struct px_plugin_sections *plugins;   /* as written, for dumps */
 };
 
 /*

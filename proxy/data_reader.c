@@ -273,8 +273,13 @@ void px_data_reader_init(struct px_data_reader *r, size_t text_line_max, size_t 
 long px_data_reader_feed(struct px_data_reader *r, const char *in, size_t len, px_data_sink sink,
 			 void *arg, int *done)
 {
-	struct feed f = { r, in, in + len, in, sink, arg, 0 };
+	struct feed f = { r, in, in, in, sink, arg, 0 };
 
+	if (len == 0) {
+		*done = r->state == ST_DONE;
+		return 0;
+	}
+	f.end = in + len;
 	while (f.p < f.end && r->state != ST_DONE && !f.err)
 		step(&f);
 	if (r->state != ST_DONE)

@@ -9,7 +9,7 @@
  *	0, or 1 after printing "file:line: message" lines. -f stays in the
  *	foreground and logs to stderr; otherwise it detaches and logs to syslog.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -23,7 +23,9 @@
 
 #include "common/log.h"
 #include "policy/config.h"
+#include "privs.h"
 #include "server.h"
+#include "tls.h"
 
 #define DEFAULT_CONFIG SYSCONFDIR "/postern/postern.conf"
 #define MAX_OVERRIDES 256
@@ -84,6 +86,18 @@ static int spool_dir_ready(const char *dir)
 	return 0;
 }
 
+/* check_tls - -t also loads the certificates and keys; 0, or 1 after printing why */
+static int check_tls(const struct px_config *cfg, char *err, size_t errlen)
+{
+	struct px_tls *t = px_tls_new(cfg, err, errlen);
+
+	px_tls_free_all();
+	if (t != NULL)
+		return 0;
+	fprintf(stderr, "%s: %s\n", cfg->path, err);
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	struct options opt = { 0 };
@@ -93,13 +107,15 @@ int main(int argc, char **argv)
 	int rc;
 
 	parse_args(argc, argv, &opt);
+	px_log_open("posternd", 1, PX_LOG_INFO);     /* until the configuration says more */
 	if (px_config_load(opt.config, opt.overrides, opt.noverrides, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s%s", err, err[0] && err[strlen(err) - 1] == '\n' ? "" : "\n");
 		return 1;
 	}
 	if (opt.check_only) {
+		rc = check_tls(cfg, err, sizeof(err));
 		px_config_unref(cfg);
-		return 0;
+		return rc;
 	}
 	px_log_open("posternd", opt.foreground, (enum px_log_level)cfg->log_level);
 	signal(SIGPIPE, SIG_IGN);
@@ -109,6 +125,12 @@ int main(int argc, char **argv)
 	if ((srv = px_server_new(cfg, opt.config, opt.overrides, opt.noverrides, err,
 				 sizeof(err))) == NULL) {
 		px_log(PX_LOG_ERR, NULL, "start error=\"%s\"", err);
+		return 1;
+	}
+	if (px_privs_drop(cfg->transport.user, cfg->transport.group, cfg->spool_dir, err,
+			  sizeof(err)) < 0) {
+		px_log(PX_LOG_ERR, NULL, "start error=\"%s\"", err);
+		px_server_free(srv);
 		return 1;
 	}
 	px_config_unref(cfg);

@@ -5,7 +5,7 @@
  *	Chooses the backend kind from the configuration, forwards calls to its
  *	ops table, and owns the deferred-callback queue every kind uses.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +96,12 @@ void px_relay_rcpt(struct px_relay *rl, const char *cmd, const char *params, px_
 void px_relay_data(struct px_relay *rl, const struct px_message *msg, px_relay_cb cb, void *arg)
 {
 	rl->ops->data(rl, msg, cb, arg);
+}
+
+/* px_relay_set_bdat - the client used BDAT for the next message */
+void px_relay_set_bdat(struct px_relay *rl, int on)
+{
+	rl->bdat = on;
 }
 
 void px_relay_rset(struct px_relay *rl)

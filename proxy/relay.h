@@ -25,12 +25,14 @@
 #define PX_PROXY_RELAY_H
 
 #include <stddef.h>
+#include "filters/message.h"
 #include "reply.h"
 
 struct event_base;
 struct px_config;
 struct px_spool;
 struct px_workpool;
+struct px_tls;
 
 /* Backend capabilities seen in its EHLO reply */
 enum px_backend_cap {
@@ -53,16 +55,12 @@ struct px_relay_client {
 	const char *addr;         /* "192.0.2.1" */
 	unsigned port;
 	const char *helo;         /* may be NULL */
-};
-
-/* The message as it goes to the backend: prepended header lines, then the spool */
-struct px_message {
-	const char *prepend;      /* CRLF-terminated header lines, may be "" */
-	size_t prepend_len;
-	struct px_spool *spool;
-	const char *mail_from;    /* for maildir's Return-Path; "" for <> */
-	const char *const *rcpts; /* accepted recipients, for maildir/LMTP logs */
-	size_t nrcpts;
+	const char *name;         /* reverse name, "unknown" (XCLIENT NAME) */
+	const char *proto;        /* "SMTP", "ESMTP", ... */
+	const char *login;        /* SASL login or "" */
+	const char *dest_addr;    /* where the client connected */
+	unsigned dest_port;
+	struct px_tls *tls;       /* contexts for STARTTLS to the backend, or NULL */
 };
 
 typedef void (*px_relay_cb)(void *arg, const struct px_reply *reply);
@@ -85,6 +83,8 @@ void px_relay_rcpt(struct px_relay *rl, const char *cmd, const char *params, px_
 		   void *arg);
 /* px_relay_data - send the message; cb gets the final reply (LMTP: aggregated) */
 void px_relay_data(struct px_relay *rl, const struct px_message *msg, px_relay_cb cb, void *arg);
+/* px_relay_set_bdat - send the next message with BDAT when the backend offers CHUNKING */
+void px_relay_set_bdat(struct px_relay *rl, int on);
 /* px_relay_rset - end the backend transaction, if any (no callback) */
 void px_relay_rset(struct px_relay *rl);
 /* px_relay_free - QUIT politely if idle, else drop; no callback runs after this */

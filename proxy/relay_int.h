@@ -33,6 +33,7 @@ struct px_relay {
 	struct px_deferred *deferred;     /* callbacks waiting for the loop */
 	struct event *deferred_ev;
 	void *impl;                       /* the backend kind's own state */
+	int bdat;                         /* next message: BDAT if the backend has CHUNKING */
 };
 
 /* px_relay_defer - call cb(arg, reply) from the event loop, soon */

@@ -9,7 +9,7 @@
  *	when missing. The blocking part runs on the worker pool, never on the
  *	I/O thread. NAME follows the Maildir spec: TIME.MusecPpidQn.HOST,S=SIZE.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -123,7 +123,7 @@ static int write_envelope_headers(FILE *fp, const struct px_message *msg)
 	return 0;
 }
 
-/* write_message - envelope headers, prepended lines, then the spool */
+/* write_message - envelope headers, then the outgoing message */
 static int write_message(FILE *fp, const struct px_message *msg)
 {
 	char buf[65536];
@@ -131,10 +131,9 @@ static int write_message(FILE *fp, const struct px_message *msg)
 	ssize_t n;
 	int cr = 0;
 
-	if (write_envelope_headers(fp, msg) < 0 ||
-	    write_lf(fp, msg->prepend, msg->prepend_len, &cr) < 0)
+	if (write_envelope_headers(fp, msg) < 0)
 		return -1;
-	while ((n = px_spool_read(msg->spool, off, buf, sizeof(buf))) > 0) {
+	while ((n = px_message_read(msg, off, buf, sizeof(buf))) > 0) {
 		if (write_lf(fp, buf, (size_t)n, &cr) < 0)
 			return -1;
 		off += (size_t)n;

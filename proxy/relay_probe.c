@@ -10,7 +10,7 @@
  *	backend that is down is logged and not fatal: every later relay
  *	connection updates the capabilities too.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <errno.h>
 #include <netdb.h>

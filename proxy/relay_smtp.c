@@ -19,7 +19,7 @@
  *	connects: give an IP address or a name from /etc/hosts, because that
  *	call blocks the I/O thread while it resolves.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -40,14 +40,16 @@
 #include "filters/spool.h"
 #include "policy/config.h"
 #include "relay_int.h"
+#include "relay_setup.h"
 #include "smtp_parse.h"
 
-enum rs_state { RS_IDLE, RS_CONNECTING, RS_GREETING, RS_EHLO, RS_READY, RS_CLOSING };
+enum rs_state { RS_IDLE, RS_CONNECTING, RS_GREETING, RS_EHLO, RS_READY, RS_CLOSING,
+		RS_STARTTLS, RS_TLS, RS_XCLIENT };
 static const char *const rs_state_names[] = {
-	"idle", "connecting", "greeting", "ehlo", "ready", "closing"
+	"idle", "connecting", "greeting", "ehlo", "ready", "closing", "starttls", "tls", "xclient"
 };
 
-enum rs_kind { K_MAIL, K_RCPT, K_DATA, K_DOT, K_RSET, K_QUIT };
+enum rs_kind { K_MAIL, K_RCPT, K_DATA, K_DOT, K_RSET, K_QUIT, K_XFWD, K_BDAT };
 
 #define RS_LINE_MAX      4096           /* a backend reply line; longer is an error */
 #define RS_BODY_CHUNK    65536
@@ -86,11 +88,16 @@ struct rs {
 	/* the body being streamed */
 	const struct px_message *msg;
 	size_t body_off;
-	int prepend_done, at_bol, streaming;
+	int at_bol, streaming;
+	int raw;                         /* BDAT: the body goes unstuffed, no "." */
+	/* setup (relay_setup.c): STARTTLS, then XCLIENT or XFORWARD */
+	int tls_done, fwd_done, fwd_kind;
+	char xfwd[1200];                 /* the XFORWARD line for this client */
 };
 
 static void rs_pump(struct rs *rs);
 static void rs_fail(struct rs *rs, int code, const char *esc, const char *why);
+static void rs_bdat_start(struct rs *rs, struct rs_cmd *c);
 
 /* rs_enter_state - the one place the state changes; logged at debug */
 static void rs_enter_state(struct rs *rs, enum rs_state next)
@@ -157,6 +164,8 @@ static void rs_close(struct rs *rs)
 	rs->msg = NULL;
 	rs->rlen = 0;
 	rs->rcode = 0;
+	rs->tls_done = rs->fwd_done = 0;
+	rs->fwd_kind = PX_FWD_NONE;
 	rs_enter_state(rs, RS_IDLE);
 }
 
@@ -334,6 +343,10 @@ static void rs_pump(struct rs *rs)
 		rs_write_cmd(rs, c);
 		c->sent = 1;
 		rs->outstanding++;
+		if (c->kind == K_BDAT) {
+			rs_bdat_start(rs, c);
+			return;
+		}
 		if (c->kind == K_DATA || c->kind == K_QUIT)
 			return;
 	}
@@ -364,6 +377,149 @@ static unsigned caps_parse(const char *text)
 	return caps;
 }
 
+static void rs_stream_body(struct rs *rs);
+
+/* rs_send_ehlo - EHLO (LHLO) again, after STARTTLS or XCLIENT (then with the
+ * client's HELO name: Postfix takes the name of the EHLO after XCLIENT) */
+static void rs_send_ehlo(struct rs *rs, const char *name)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "%s %s", rs->lmtp ? "LHLO" : "EHLO",
+		 name != NULL && *name ? name : rs->rl->cfg->hostname);
+	rs_enter_state(rs, RS_EHLO);
+	rs_write_line(rs, cmd);
+}
+
+/* rs_insert_xforward - an XFORWARD before every MAIL not yet sent */
+static void rs_insert_xforward(struct rs *rs)
+{
+	struct rs_cmd **pp, **tail, *x;
+
+	for (pp = &rs->head; *pp != NULL; pp = &(*pp)->next) {
+		if ((*pp)->kind != K_MAIL || (*pp)->sent)
+			continue;
+		rs_enqueue(rs, K_XFWD, rs->xfwd, NULL, NULL, NULL);
+		for (tail = &rs->head; (*tail)->next != NULL; tail = &(*tail)->next)
+			;
+		x = *tail;                  /* move it from the tail to before this MAIL */
+		*tail = NULL;
+		x->next = *pp;
+		*pp = x;
+		pp = &x->next;
+	}
+}
+
+/* rs_enqueue_xforward - XFORWARD for the MAIL about to be queued */
+static void rs_enqueue_xforward(struct rs *rs)
+{
+	rs_enqueue(rs, K_XFWD, rs->xfwd, NULL, NULL, NULL);
+}
+
+/* rs_forward - XCLIENT now, or XFORWARD before each MAIL, or nothing; 1 if XCLIENT sent */
+static int rs_forward(struct rs *rs, const char *ehlo)
+{
+	static const char *const names[] = { "none", "xclient", "xforward" };
+	char line[sizeof(rs->xfwd)];
+
+	rs->fwd_done = 1;
+	rs->fwd_kind = px_relay_forward_kind(rs->rl, rs->caps);
+	if (rs->fwd_kind != PX_FWD_NONE &&
+	    px_relay_forward_line(rs->rl, rs->fwd_kind, ehlo, line, sizeof(line)) < 0)
+		rs->fwd_kind = PX_FWD_NONE;
+	px_log(rs->fwd_kind == PX_FWD_NONE ? PX_LOG_WARN : PX_LOG_INFO, rs->rl->client.sid,
+	       "relay forward=%s client=%s%s", names[rs->fwd_kind], rs->rl->client.addr,
+	       rs->fwd_kind == PX_FWD_NONE ? " reason=\"the backend is not told the client\"" : "");
+	if (rs->fwd_kind == PX_FWD_XCLIENT) {
+		rs_write_line(rs, line);
+		rs_enter_state(rs, RS_XCLIENT);
+		return 1;
+	}
+	if (rs->fwd_kind == PX_FWD_XFORWARD) {
+		snprintf(rs->xfwd, sizeof(rs->xfwd), "%s", line);
+		rs_insert_xforward(rs);
+	}
+	return 0;
+}
+
+/* rs_setup - after an EHLO: STARTTLS, then XCLIENT/XFORWARD; 1 if a step is under way */
+static int rs_setup(struct rs *rs, const char *ehlo)
+{
+	int want;
+
+	if (!rs->tls_done) {
+		want = px_relay_tls_wanted(rs->rl, rs->caps);
+		rs->tls_done = want == 0;
+		if (want < 0)
+			rs_fail(rs, 451, "4.7.5", "the backend does not offer STARTTLS");
+		if (want > 0) {
+			rs_write_line(rs, "STARTTLS");
+			rs_enter_state(rs, RS_STARTTLS);
+		}
+		if (want != 0)
+			return 1;
+	}
+	return rs->fwd_done ? 0 : rs_forward(rs, ehlo);
+}
+
+/* rs_on_starttls - 220: put TLS in; anything else: EHLO again without it */
+static void rs_on_starttls(struct rs *rs, int code)
+{
+	struct bufferevent *f;
+
+	rs->tls_done = 1;
+	if (code != 220) {
+		if (rs->rl->cfg->transport.backend_tls == PX_BTLS_REQUIRED)
+			rs_fail(rs, 451, "4.7.5", "the backend refused STARTTLS");
+		else
+			rs_send_ehlo(rs, NULL);
+		return;
+	}
+	if ((f = px_relay_tls_wrap(rs->rl, rs->bev)) == NULL) {
+		rs_fail(rs, 451, "4.7.5", "cannot start TLS with the backend");
+		return;
+	}
+	rs->bev = f;
+	bufferevent_setcb(f, rs_read_cb, rs_write_cb, rs_event_cb, rs);
+	rs_enter_state(rs, RS_TLS);
+	rs_set_timeout(rs, rs->rl->cfg->timeouts.backend_command);
+	bufferevent_enable(f, EV_READ | EV_WRITE);
+}
+
+/* rs_on_tls_up - the handshake with the backend is done */
+static void rs_on_tls_up(struct rs *rs)
+{
+	px_relay_tls_log(rs->rl, rs->bev);
+	rs_send_ehlo(rs, NULL);
+}
+
+/* rs_on_xclient - 220: EHLO again; a refusal is logged and we go on without */
+static void rs_on_xclient(struct rs *rs, int code, const char *text)
+{
+	if (code == 220) {
+		rs_send_ehlo(rs, rs->rl->client.helo);
+		return;
+	}
+	px_log(PX_LOG_WARN, rs->rl->client.sid, "relay xclient refused reply=%d text=\"%.100s\"",
+	       code, text);
+	rs_enter_state(rs, RS_READY);
+	rs_pump(rs);
+}
+
+/* rs_bdat_start - "BDAT n LAST" is out: the body follows at once, raw */
+static void rs_bdat_start(struct rs *rs, struct rs_cmd *c)
+{
+	c->kind = K_DOT;
+	c->expect = rs->lmtp ? rs->rcpt_ok : 1;
+	rs->streaming = 1;
+	rs->raw = 1;
+	rs->body_off = 0;
+	rs->at_bol = 1;
+	bufferevent_set_timeouts(rs->bev, NULL, NULL);
+	rs_set_timeout(rs, rs->rl->cfg->timeouts.backend_data);
+	rs_stream_body(rs);
+}
+
 /* rs_on_greeting - 220, then EHLO or LHLO */
 static void rs_on_greeting(struct rs *rs, int code, const char *text)
 {
@@ -387,6 +543,8 @@ static void rs_on_ehlo(struct rs *rs, int code, const char *text)
 	}
 	rs->caps = caps_parse(text);
 	px_backend_caps_note(rs->caps);
+	if (rs_setup(rs, text))
+		return;
 	rs_enter_state(rs, RS_READY);
 	rs_pump(rs);
 }
@@ -406,10 +564,10 @@ static void rs_on_data(struct rs *rs, struct rs_cmd *c, const struct px_reply *r
 	}
 	c->kind = K_DOT;
 	c->expect = rs->lmtp ? rs->rcpt_ok : 1;
+	rs->raw = 0;
 	rs->outstanding++;                  /* the reply(ies) to "." */
 	rs->streaming = 1;
 	rs->body_off = 0;
-	rs->prepend_done = 0;
 	rs->at_bol = 1;
 	bufferevent_set_timeouts(rs->bev, NULL, NULL);
 	rs_set_timeout(rs, rs->rl->cfg->timeouts.backend_data);
@@ -521,6 +679,12 @@ static void rs_on_reply(struct rs *rs, int code, const char *text)
 	case RS_CLOSING:
 		rs_destroy(rs);
 		break;
+	case RS_STARTTLS:
+		rs_on_starttls(rs, code);
+		break;
+	case RS_XCLIENT:
+		rs_on_xclient(rs, code, text);
+		break;
 	default:
 		rs_fail(rs, 451, "4.4.2", "backend spoke out of turn");
 	}
@@ -580,6 +744,10 @@ static void stuff_chunk(struct rs *rs, struct evbuffer *out, const char *p, size
 {
 	const char *end = p + n, *nl;
 
+	if (rs->raw) {
+		evbuffer_add(out, p, n);
+		return;
+	}
 	while (p < end) {
 		if (rs->at_bol && *p == '.')
 			evbuffer_add(out, ".", 1);
@@ -600,9 +768,10 @@ static void rs_body_done(struct rs *rs)
 {
 	struct evbuffer *out = bufferevent_get_output(rs->bev);
 
-	if (!rs->at_bol)
+	if (!rs->at_bol && !rs->raw)
 		evbuffer_add(out, "\r\n", 2);
-	evbuffer_add(out, ".\r\n", 3);
+	if (!rs->raw)
+		evbuffer_add(out, ".\r\n", 3);
 	rs->streaming = 0;
 	bufferevent_setwatermark(rs->bev, EV_WRITE, 0, 0);
 }
@@ -614,12 +783,8 @@ static void rs_stream_body(struct rs *rs)
 	char buf[RS_BODY_CHUNK];
 	ssize_t n;
 
-	if (!rs->prepend_done) {
-		stuff_chunk(rs, out, rs->msg->prepend, rs->msg->prepend_len);
-		rs->prepend_done = 1;
-	}
 	while (evbuffer_get_length(out) < RS_OUT_HIGH) {
-		n = px_spool_read(rs->msg->spool, rs->body_off, buf, sizeof(buf));
+		n = px_message_read(rs->msg, rs->body_off, buf, sizeof(buf));
 		if (n < 0) {
 			rs_fail(rs, 451, "4.3.0", "cannot read the spooled message");
 			return;
@@ -649,6 +814,10 @@ static void rs_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct rs *rs = arg;
 	int one = 1;
 
+	if ((what & BEV_EVENT_CONNECTED) && rs->state == RS_TLS) {
+		rs_on_tls_up(rs);
+		return;
+	}
 	if (what & BEV_EVENT_CONNECTED) {
 		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		rs_enter_state(rs, RS_GREETING);
@@ -681,6 +850,8 @@ static void smtp_mail(struct px_relay *rl, const char *cmd, const char *params, 
 {
 	struct rs *rs = relay_rs(rl);
 
+	if (rs->fwd_kind == PX_FWD_XFORWARD && rs->state == RS_READY)
+		rs_enqueue_xforward(rs);
 	rs_enqueue(rs, K_MAIL, cmd, params, cb, arg);
 	rs->txn_open = 1;
 	rs_pump(rs);
@@ -707,6 +878,7 @@ static void smtp_data(struct px_relay *rl, const struct px_message *msg, px_rela
 {
 	struct rs *rs = relay_rs(rl);
 	struct px_reply r;
+	char bdat[64];
 
 	if (!rs->txn_open || rs->rcpt_ok == 0 || rs->state != RS_READY) {
 		px_reply_set(&r, 451, "4.4.2", "Backend transaction lost; try again later");
@@ -714,7 +886,13 @@ static void smtp_data(struct px_relay *rl, const struct px_message *msg, px_rela
 		return;
 	}
 	rs->msg = msg;
-	rs_enqueue(rs, K_DATA, "DATA", NULL, cb, arg);
+	if (rl->bdat && (rs->caps & PX_CAP_CHUNKING)) {
+		snprintf(bdat, sizeof(bdat), "BDAT %zu LAST", px_message_size(msg));
+		rs_enqueue(rs, K_BDAT, bdat, NULL, cb, arg);
+	} else {
+		rs_enqueue(rs, K_DATA, "DATA", NULL, cb, arg);
+	}
+	rl->bdat = 0;
 	rs_pump(rs);
 }
 

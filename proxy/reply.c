@@ -4,7 +4,7 @@
  * DESCRIPTION
  *	See reply.h.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
  *	"421 4.7.0" and the socket is closed. The counters are shared by all
  *	threads under one mutex; the per-address table is a small chained hash.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +30,7 @@
 #include "relay.h"
 #include "server.h"
 #include "smtp_session.h"
+#include "tls.h"
 
 #define CONN_BUCKETS 4096
 
@@ -39,10 +40,19 @@ struct conn_count {
 	unsigned count;
 };
 
+struct px_worker;
+
+/* What an accept callback needs: its worker and the address it listens on */
+struct px_listen_arg {
+	struct px_worker *w;
+	const char *address;              /* srv->addresses[i] */
+};
+
 struct px_worker {
 	struct px_server *srv;
 	struct event_base *base;
 	struct evconnlistener **listeners;
+	struct px_listen_arg *args;
 	pthread_t thread;
 };
 
@@ -53,7 +63,9 @@ struct px_server {
 	const char *const *overrides;
 	size_t noverrides;
 	int *fds;
+	char **addresses;                 /* what each fd is bound to */
 	size_t nfds;
+	struct px_tls *tls;               /* the current generation's TLS contexts */
 	struct px_worker *workers;
 	unsigned nworkers;
 	struct px_workpool *pool;
@@ -100,8 +112,23 @@ static struct conn_count *conn_find(struct px_server *srv, const unsigned char k
 	return c;
 }
 
+static const char *conn_open_locked(struct px_server *srv, const struct sockaddr *sa,
+				    int moving);
+static void conn_uncount_locked(struct px_server *srv, const struct sockaddr *sa);
+
 /* conn_open - count a new connection; the reason when over a limit */
 static const char *conn_open(struct px_server *srv, const struct sockaddr *sa)
+{
+	const char *why;
+
+	pthread_mutex_lock(&srv->lock);
+	why = conn_open_locked(srv, sa, 0);
+	pthread_mutex_unlock(&srv->lock);
+	return why;
+}
+
+/* conn_open_locked - count sa (the total too unless moving); lock held */
+static const char *conn_open_locked(struct px_server *srv, const struct sockaddr *sa, int moving)
 {
 	const struct px_limits *l = &srv->cfg->limits;
 	unsigned char key[16];
@@ -109,8 +136,7 @@ static const char *conn_open(struct px_server *srv, const struct sockaddr *sa)
 	const char *why = NULL;
 
 	addr_key(sa, key);
-	pthread_mutex_lock(&srv->lock);
-	if (srv->conns >= l->connections_max)
+	if (!moving && srv->conns >= l->connections_max)
 		why = "too many connections";
 	else if ((c = conn_find(srv, key, 1)) == NULL)
 		why = "out of memory";
@@ -118,21 +144,52 @@ static const char *conn_open(struct px_server *srv, const struct sockaddr *sa)
 		why = "too many connections from your address";
 	else {
 		c->count++;
-		srv->conns++;
+		srv->conns += moving ? 0 : 1;
 	}
-	pthread_mutex_unlock(&srv->lock);
 	return why;
 }
 
 /* px_server_conn_closed - uncount; drop the entry at zero */
 void px_server_conn_closed(struct px_server *srv, const struct sockaddr *sa)
 {
+	pthread_mutex_lock(&srv->lock);
+	srv->conns--;
+	conn_uncount_locked(srv, sa);
+	pthread_mutex_unlock(&srv->lock);
+}
+
+/* px_server_conn_move - the session's count goes from one address to another */
+const char *px_server_conn_move(struct px_server *srv, const struct sockaddr *from,
+				const struct sockaddr *to)
+{
+	const char *why;
+
+	pthread_mutex_lock(&srv->lock);
+	why = conn_open_locked(srv, to, 1);
+	if (why == NULL)
+		conn_uncount_locked(srv, from);
+	pthread_mutex_unlock(&srv->lock);
+	return why;
+}
+
+/* px_server_tls - the current TLS contexts */
+struct px_tls *px_server_tls(struct px_server *srv)
+{
+	struct px_tls *t;
+
+	pthread_mutex_lock(&srv->lock);
+	t = srv->tls;
+	pthread_mutex_unlock(&srv->lock);
+	return t;
+}
+
+/* conn_uncount_locked - one connection fewer from sa; lock held */
+static void conn_uncount_locked(struct px_server *srv, const struct sockaddr *sa)
+{
 	unsigned char key[16];
 	struct conn_count **pp, *c;
 
 	addr_key(sa, key);
-	pthread_mutex_lock(&srv->lock);
-	srv->conns--;
 	for (pp = &srv->buckets[addr_bucket(key)]; (c = *pp) != NULL; pp = &c->next) {
 		if (memcmp(c->addr, key, 16) == 0) {
 			if (--c->count == 0) {
@@ -142,7 +199,6 @@ void px_server_conn_closed(struct px_server *srv, const struct sockaddr *sa)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&srv->lock);
 }
 
 /* px_server_config - current generation, referenced */
@@ -180,7 +236,8 @@ static void refuse_conn(struct px_server *srv, evutil_socket_t fd, const struct 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
 		      void *arg)
 {
-	struct px_worker *w = arg;
+	struct px_listen_arg *la = arg;
+	struct px_worker *w = la->w;
 	const char *why;
 
 	if ((why = conn_open(w->srv, sa)) != NULL) {
@@ -188,7 +245,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	evutil_make_socket_nonblocking(fd);
-	px_session_start(w->srv, w->base, fd, sa, (socklen_t)salen);
+	px_session_start(w->srv, w->base, fd, sa, (socklen_t)salen, la->address);
 }
 
 /* accept_error_cb - EMFILE and friends: log, keep listening */
@@ -234,9 +291,11 @@ struct px_server *px_server_new(struct px_config *cfg, const char *path,
 				char *err, size_t errlen)
 {
 	struct px_server *srv = calloc(1, sizeof(*srv));
+	const struct px_transport *t = &cfg->transport;
 	size_t i;
 
-	if (srv == NULL || (srv->fds = calloc(cfg->nlisten, sizeof(int))) == NULL) {
+	if (srv == NULL || (srv->fds = calloc(t->nlisteners, sizeof(int))) == NULL ||
+	    (srv->addresses = calloc(t->nlisteners + 1, sizeof(char *))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		free(srv);
 		return NULL;
@@ -246,12 +305,22 @@ struct px_server *px_server_new(struct px_config *cfg, const char *path,
 	srv->path = path;
 	srv->overrides = overrides;
 	srv->noverrides = noverrides;
-	for (i = 0; i < cfg->nlisten; i++, srv->nfds++) {
-		if ((srv->fds[i] = listen_one(cfg->listen[i], err, errlen)) < 0) {
+	if ((srv->tls = px_tls_new(cfg, err, errlen)) == NULL) {
+		px_server_free(srv);
+		return NULL;
+	}
+	for (i = 0; i < t->nlisteners; i++, srv->nfds++) {
+		if ((srv->fds[i] = listen_one(t->listeners[i].address, err, errlen)) < 0 ||
+		    (srv->addresses[i] = strdup(t->listeners[i].address)) == NULL) {
 			px_server_free(srv);
 			return NULL;
 		}
-		px_log(PX_LOG_INFO, NULL, "listen address=%s", cfg->listen[i]);
+		px_log(PX_LOG_INFO, NULL, "listen address=%s name=%s tls=%s proxy=%s auth=%s",
+		       t->listeners[i].address, t->listeners[i].name,
+		       t->listeners[i].tls == PX_TLS_IMPLICIT ? "implicit" :
+		       t->listeners[i].tls == PX_TLS_STARTTLS ? "starttls" : "none",
+		       t->listeners[i].proxy == PX_PROXY_NONE ? "none" : "yes",
+		       t->listeners[i].auth ? "yes" : "no");
 	}
 	return srv;
 }
@@ -272,10 +341,14 @@ static int worker_start(struct px_server *srv, struct px_worker *w)
 
 	w->srv = srv;
 	if ((w->base = event_base_new()) == NULL ||
-	    (w->listeners = calloc(srv->nfds, sizeof(*w->listeners))) == NULL)
+	    (w->listeners = calloc(srv->nfds, sizeof(*w->listeners))) == NULL ||
+	    (w->args = calloc(srv->nfds, sizeof(*w->args))) == NULL)
 		return -1;
 	for (i = 0; i < srv->nfds; i++) {
-		w->listeners[i] = evconnlistener_new(w->base, accept_cb, w, 0, -1, srv->fds[i]);
+		w->args[i].w = w;
+		w->args[i].address = srv->addresses[i];
+		w->listeners[i] = evconnlistener_new(w->base, accept_cb, &w->args[i], 0, -1,
+						     srv->fds[i]);
 		if (w->listeners[i] == NULL)
 			return -1;
 		evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);
@@ -287,17 +360,22 @@ static int worker_start(struct px_server *srv, struct px_worker *w)
 static void server_reload(struct px_server *srv)
 {
 	struct px_config *cfg, *old;
+	struct px_tls *tls = NULL;
 	char err[8192];
 
-	if (px_config_load(srv->path, srv->overrides, srv->noverrides, &cfg, err, sizeof(err)) < 0) {
+	if (px_config_load(srv->path, srv->overrides, srv->noverrides, &cfg, err, sizeof(err)) < 0 ||
+	    (tls = px_tls_new(cfg, err, sizeof(err))) == NULL) {
 		px_log(PX_LOG_ERR, NULL, "reload status=failed keeping=%lu errors=\"%s\"",
 		       srv->cfg->generation, err);
+		if (tls == NULL && cfg != NULL)
+			px_config_unref(cfg);
 		return;
 	}
 	px_log_set_level((enum px_log_level)cfg->log_level);
 	pthread_mutex_lock(&srv->lock);
 	old = srv->cfg;
 	srv->cfg = cfg;
+	srv->tls = tls;
 	pthread_mutex_unlock(&srv->lock);
 	px_log(PX_LOG_INFO, NULL, "reload status=ok generation=%lu previous=%lu", cfg->generation,
 	       old->generation);
@@ -368,9 +446,14 @@ void px_server_free(struct px_server *srv)
 			if (srv->workers[i].listeners[j])
 				evconnlistener_free(srv->workers[i].listeners[j]);
 		free(srv->workers[i].listeners);
+		free(srv->workers[i].args);
 	}
-	for (i = 0; i < srv->nfds; i++)
+	for (i = 0; i < srv->nfds; i++) {
 		close(srv->fds[i]);
+		free(srv->addresses[i]);
+	}
+	free(srv->addresses);
+	px_tls_free_all();
 	px_workpool_free(srv->pool);
 	free(srv->workers);
 	free(srv->fds);

@@ -29,6 +29,11 @@ void px_server_free(struct px_server *srv);
 /* px_server_config - the current generation, with a reference for the caller */
 struct px_config *px_server_config(struct px_server *srv);
 struct px_workpool *px_server_pool(struct px_server *srv);
+/* px_server_tls - the TLS contexts of the current generation, or NULL */
+struct px_tls *px_server_tls(struct px_server *srv);
+/* px_server_conn_move - count a session under its real (PROXY) address; NULL or why not */
+const char *px_server_conn_move(struct px_server *srv, const struct sockaddr *from,
+				const struct sockaddr *to);
 /* px_server_conn_closed - a session ended (pairs with the accept-time count) */
 void px_server_conn_closed(struct px_server *srv, const struct sockaddr *sa);
 

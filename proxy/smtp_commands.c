@@ -12,7 +12,7 @@
  *	client gets the backend's own reply, code and text. When the backend
  *	refuses our MAIL, that refusal is the answer to the RCPT.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -22,11 +22,13 @@
 
 #include "common/log.h"
 #include "policy/config.h"
+#include "smtp_chain.h"
 #include "smtp_session_int.h"
 
 #define B(st) (1u << (st))
 #define IN_TXN (B(PX_S_MAIL) | B(PX_S_RCPT))
-#define ANY (B(PX_S_CONNECTED) | B(PX_S_READY) | IN_TXN)
+#define ANY (B(PX_S_CONNECTED) | B(PX_S_READY) | IN_TXN | B(PX_S_BDAT))
+#define OUTSIDE_TXN (B(PX_S_CONNECTED) | B(PX_S_READY))
 
 struct px_command {
 	const char *verb;
@@ -34,7 +36,10 @@ struct px_command {
 	const char *out_of_sequence;    /* 503 text elsewhere */
 	int (*check)(struct px_session *s, char *args);
 	void (*proceed)(struct px_session *s, char *args);
+	enum px_stage stage;            /* the chain stage between check and proceed */
 };
+
+#define NO_STAGE PX_STAGE_COUNT
 
 /* no_args - a verb that takes no argument */
 static int no_args(struct px_session *s, char *args)
@@ -64,6 +69,9 @@ static int check_helo(struct px_session *s, char *args)
 		px_session_error(s, 501, "5.5.4", "Syntax: EHLO hostname");
 		return -1;
 	}
+	/* kept for the stage: the line is gone if the chain parks us */
+	snprintf(s->pending_helo, sizeof(s->pending_helo), "%s",
+		 s->xclient_helo[0] ? s->xclient_helo : args);
 	return 0;
 }
 
@@ -73,7 +81,7 @@ static void session_rset(struct px_session *s)
 	if (s->relay != NULL && s->relay_mail_open)
 		px_relay_rset(s->relay);
 	s->relay_mail_open = 0;
-	px_txn_reset(s);
+	px_session_txn_reset(s);
 	if (s->state != PX_S_CONNECTED)
 		px_enter_state(s, PX_S_READY);
 }
@@ -81,14 +89,16 @@ static void session_rset(struct px_session *s)
 /* ehlo_reply - the capability list */
 static void ehlo_reply(struct px_session *s)
 {
-	char buf[1024];
+	char buf[1024], transport[512];
 	int n;
 
 	s->dsn = (px_backend_caps() & PX_CAP_DSN) != 0;
+	px_ehlo_transport(s, transport, sizeof(transport));
 	n = snprintf(buf, sizeof(buf),
-		     "250-%s\r\n250-PIPELINING\r\n250-SIZE %zu\r\n%s250-ENHANCEDSTATUSCODES\r\n"
+		     "250-%s\r\n250-PIPELINING\r\n250-SIZE %zu\r\n%s%s250-ENHANCEDSTATUSCODES\r\n"
 		     "250-8BITMIME\r\n250 SMTPUTF8\r\n",
-		     s->cfg->hostname, s->cfg->limits.message_size_max, s->dsn ? "250-DSN\r\n" : "");
+		     s->cfg->hostname, s->cfg->limits.message_size_max, s->dsn ? "250-DSN\r\n" : "",
+		     transport);
 	if (n > 0)
 		px_session_write(s, buf, (size_t)n);
 }
@@ -97,7 +107,7 @@ static void ehlo_reply(struct px_session *s)
 static void do_hello(struct px_session *s, char *args, int esmtp)
 {
 	session_rset(s);
-	snprintf(s->helo, sizeof(s->helo), "%s", args);
+	snprintf(s->helo, sizeof(s->helo), "%s", s->pending_helo);
 	s->esmtp = esmtp;
 	px_log(PX_LOG_INFO, s->sid, "helo=%s esmtp=%s", s->helo, esmtp ? "yes" : "no");
 	if (s->state == PX_S_CONNECTED)
@@ -170,6 +180,8 @@ static int check_mail(struct px_session *s, char *args)
 	const char *why = "bad address syntax";
 	size_t i;
 
+	if (px_session_require_tls(s) < 0)
+		return -1;
 	s->txn.mail_params[0] = '\0';
 	if (px_smtp_parse_path(args, "FROM:", 1, 0, &s->path, &why) != PX_PARSE_OK) {
 		px_session_error(s, 501, "5.1.7", "Bad sender address syntax: %s", why);
@@ -187,15 +199,17 @@ static int check_mail(struct px_session *s, char *args)
 		px_session_error(s, 553, "5.6.7", "Non-ASCII address needs the SMTPUTF8 parameter");
 		return -1;
 	}
+	snprintf(s->pending_from, sizeof(s->pending_from), "%s", s->path.addr);
 	return 0;
 }
 
 /* do_mail - the transaction opens here; the backend hears of it at RCPT */
 static void do_mail(struct px_session *s, char *args)
 {
-	struct px_txn *t = &s->txn;
+	struct px_smtp_txn *t = &s->txn;
 
-	snprintf(t->from, sizeof(t->from), "%s", s->path.addr);
+	snprintf(t->from, sizeof(t->from), "%s", s->pending_from);
+	px_txn_set_mail(s->ptx, t->from);
 	snprintf(t->mail_cmd, sizeof(t->mail_cmd), "MAIL FROM:<%s>", t->from);
 	px_log(PX_LOG_INFO, s->sid, "mail from=<%s> params=\"%s\"", t->from, t->mail_params);
 	px_enter_state(s, PX_S_MAIL);
@@ -227,7 +241,7 @@ bad:
 /* relay_allowed - no open relay: trusted clients, or our own domains */
 static int relay_allowed(struct px_session *s, const struct px_smtp_path *p)
 {
-	if (s->trusted || p->domain == NULL)          /* <postmaster> is always ours */
+	if (s->trusted || s->login[0] || p->domain == NULL)  /* <postmaster> is always ours */
 		return 1;
 	return px_config_is_relay_domain(s->cfg, p->domain);
 }
@@ -257,6 +271,8 @@ static int check_rcpt(struct px_session *s, char *args)
 		px_session_error(s, 554, "5.7.1", "<%s>: Relay access denied", s->path.addr);
 		return -1;
 	}
+	snprintf(s->pending_rcpt, sizeof(s->pending_rcpt), "%s", s->path.addr);
+	px_txn_set_rcpt(s->ptx, s->pending_rcpt);
 	return 0;
 }
 
@@ -271,13 +287,23 @@ static void rcpt_mail_done(void *arg, const struct px_reply *r)
 /* rcpt_add - remember an accepted recipient */
 static void rcpt_add(struct px_session *s, const char *addr)
 {
-	struct px_txn *t = &s->txn;
+	struct px_smtp_txn *t = &s->txn;
 	char **v = realloc(t->rcpts, (t->nrcpts + 1) * sizeof(*v));
 
 	if (v == NULL || (v[t->nrcpts] = strdup(addr)) == NULL)
 		abort();
 	t->rcpts = v;
 	t->nrcpts++;
+}
+
+/* rcpt_policy_fix - the first accepted recipient fixes the transaction's view */
+static void rcpt_policy_fix(struct px_session *s)
+{
+	px_txn_add_rcpt(s->ptx, s->pending_rcpt);
+	if (!s->ptx->have_view) {
+		s->ptx->view = s->stage_view;
+		s->ptx->have_view = 1;
+	}
 }
 
 /* rcpt_done - the backend's answer to the RCPT */
@@ -296,6 +322,7 @@ static void rcpt_done(void *arg, const struct px_reply *r)
 	if (!s->closing) {
 		if (answer->code / 100 == 2) {
 			rcpt_add(s, s->pending_rcpt);
+			rcpt_policy_fix(s);
 			px_enter_state(s, PX_S_RCPT);
 		}
 		px_session_send(s, answer);
@@ -313,13 +340,12 @@ static void do_rcpt(struct px_session *s, char *args)
 		px_session_reply(s, 451, "4.3.0", "Error: out of memory");
 		return;
 	}
-	snprintf(s->pending_rcpt, sizeof(s->pending_rcpt), "%s", s->path.addr);
 	if (!s->relay_mail_open) {
 		s->relay_mail_reply.code = 0;
 		px_relay_mail(rl, s->txn.mail_cmd, s->txn.mail_params, rcpt_mail_done, s);
 		s->relay_mail_open = 1;
 	}
-	snprintf(cmd, sizeof(cmd), "RCPT TO:<%s>", s->path.addr);
+	snprintf(cmd, sizeof(cmd), "RCPT TO:<%s>", s->pending_rcpt);
 	px_session_park(s);
 	px_relay_rcpt(rl, cmd, s->rcpt_params, rcpt_done, s);
 }
@@ -379,29 +405,29 @@ static void do_forbidden(struct px_session *s, char *args)
 }
 
 static const struct px_command commands[] = {
-	{ "HELO", ANY, NULL, check_helo, do_helo },
-	{ "EHLO", ANY, NULL, check_helo, do_ehlo },
-	{ "MAIL", B(PX_S_READY), NULL, check_mail, do_mail },
-	{ "RCPT", IN_TXN, "Error: need MAIL command", check_rcpt, do_rcpt },
-	{ "DATA", IN_TXN, "Error: need RCPT command", no_args, do_data },
-	{ "RSET", ANY, NULL, no_args, do_rset },
-	{ "NOOP", ANY, NULL, any_args, do_noop },
-	{ "QUIT", ANY, NULL, any_args, do_quit },
-	{ "VRFY", ANY, NULL, any_args, do_vrfy },
-	{ "HELP", ANY, NULL, any_args, do_help },
-	{ "EXPN", ANY, NULL, any_args, do_not_implemented },
-	{ "STARTTLS", ANY, NULL, any_args, do_not_implemented },
-	{ "AUTH", ANY, NULL, any_args, do_not_implemented },
-	{ "BDAT", ANY, NULL, any_args, do_not_implemented },
-	{ "ETRN", ANY, NULL, any_args, do_not_implemented },
-	{ "TURN", ANY, NULL, any_args, do_not_implemented },
-	{ "XCLIENT", ANY, NULL, any_args, do_not_implemented },
-	{ "XFORWARD", ANY, NULL, any_args, do_not_implemented },
-	{ "GET", ANY, NULL, any_args, do_forbidden },
-	{ "POST", ANY, NULL, any_args, do_forbidden },
-	{ "HEAD", ANY, NULL, any_args, do_forbidden },
-	{ "PUT", ANY, NULL, any_args, do_forbidden },
-	{ "CONNECT", ANY, NULL, any_args, do_forbidden },
+	{ "HELO", ANY, NULL, check_helo, do_helo, PX_STAGE_HELO },
+	{ "EHLO", ANY, NULL, check_helo, do_ehlo, PX_STAGE_HELO },
+	{ "MAIL", B(PX_S_READY), NULL, check_mail, do_mail, PX_STAGE_MAIL },
+	{ "RCPT", IN_TXN, "Error: need MAIL command", check_rcpt, do_rcpt, PX_STAGE_RCPT },
+	{ "DATA", IN_TXN, "Error: need RCPT command", no_args, do_data, NO_STAGE },
+	{ "RSET", ANY, NULL, no_args, do_rset, NO_STAGE },
+	{ "NOOP", ANY, NULL, any_args, do_noop, NO_STAGE },
+	{ "QUIT", ANY, NULL, any_args, do_quit, NO_STAGE },
+	{ "VRFY", ANY, NULL, any_args, do_vrfy, NO_STAGE },
+	{ "HELP", ANY, NULL, any_args, do_help, NO_STAGE },
+	{ "EXPN", ANY, NULL, any_args, do_not_implemented, NO_STAGE },
+	{ "STARTTLS", OUTSIDE_TXN, NULL, any_args, px_session_starttls, NO_STAGE },
+	{ "AUTH", B(PX_S_READY), "Error: send EHLO first", any_args, px_session_auth, NO_STAGE },
+	{ "BDAT", ANY, NULL, any_args, px_session_bdat, NO_STAGE },
+	{ "ETRN", ANY, NULL, any_args, do_not_implemented, NO_STAGE },
+	{ "TURN", ANY, NULL, any_args, do_not_implemented, NO_STAGE },
+	{ "XCLIENT", OUTSIDE_TXN, NULL, any_args, px_session_xclient, NO_STAGE },
+	{ "XFORWARD", ANY, NULL, any_args, do_not_implemented, NO_STAGE },
+	{ "GET", ANY, NULL, any_args, do_forbidden, NO_STAGE },
+	{ "POST", ANY, NULL, any_args, do_forbidden, NO_STAGE },
+	{ "HEAD", ANY, NULL, any_args, do_forbidden, NO_STAGE },
+	{ "PUT", ANY, NULL, any_args, do_forbidden, NO_STAGE },
+	{ "CONNECT", ANY, NULL, any_args, do_forbidden, NO_STAGE },
 };
 
 /* command_find - the table row for a verb */
@@ -418,13 +444,30 @@ static const struct px_command *command_find(const char *verb)
 /* sequence_error - the 503 a verb gets in the wrong state */
 static void sequence_error(struct px_session *s, const struct px_command *c)
 {
-	if (s->state == PX_S_CONNECTED && strcasecmp(c->verb, "MAIL") == 0)
+	if (s->state == PX_S_BDAT)
+		px_session_error(s, 503, "5.5.1", "Error: BDAT transaction in progress; only BDAT, "
+				 "RSET, NOOP or QUIT now");
+	else if (s->state == PX_S_CONNECTED && strcasecmp(c->verb, "MAIL") == 0)
 		px_session_error(s, 503, "5.5.1", "Error: send HELO/EHLO first");
 	else if (strcasecmp(c->verb, "MAIL") == 0)
 		px_session_error(s, 503, "5.5.1", "Error: nested MAIL command");
 	else
 		px_session_error(s, 503, "5.5.1", "%s", c->out_of_sequence ? c->out_of_sequence :
 				 "Error: bad sequence of commands");
+}
+
+/* staged_cont - after the command's stage: refuse, or do the work. The
+ * command's line is gone by now; its check kept what the work needs. */
+static void staged_cont(struct px_session *s, const struct px_stage_outcome *o)
+{
+	void (*proceed)(struct px_session *, char *) = s->staged;
+
+	s->staged = NULL;
+	if (px_outcome_refuses(o)) {
+		px_session_refuse(s, o);
+		return;
+	}
+	proceed(s, NULL);
 }
 
 /* px_session_command - one command line, dispatched through the table */
@@ -451,6 +494,12 @@ void px_session_command(struct px_session *s, char *line)
 		sequence_error(s, c);
 		return;
 	}
-	if (c->check(s, args) == 0)
+	if (c->check(s, args) != 0)
+		return;
+	if (c->stage == NO_STAGE) {
 		c->proceed(s, args);
+		return;
+	}
+	s->staged = c->proceed;
+	px_session_stage(s, c->stage, staged_cont);
 }

@@ -9,7 +9,7 @@
  *	client gets the backend's final reply: 250 only after the backend's 250
  *	(invariant 1). Either way one summary line is logged per message.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "filters/spool.h"
 #include "policy/config.h"
+#include "smtp_chain.h"
 #include "smtp_session_int.h"
 
 /* received_date - RFC 5322 date-time, local time with its offset */
@@ -41,47 +42,67 @@ static void received_date(char *out, size_t outlen)
 		 off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
 }
 
-/* received_proto - RFC 3848 / RFC 6531 "with" keyword */
-static const char *received_proto(const struct px_session *s)
+/* received_proto - RFC 3848 / RFC 6531 "with" keyword: S for TLS, A for AUTH */
+static const char *received_proto(const struct px_session *s, char *buf, size_t len)
 {
-	if (s->txn.smtputf8)
-		return "UTF8SMTP";
-	return s->esmtp ? "ESMTP" : "SMTP";
+	snprintf(buf, len, "%s%s%s", s->txn.smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP",
+		 s->tls ? "S" : "", s->login[0] && s->esmtp ? "A" : "");
+	return buf;
+}
+
+/* received_tls - Postfix-style "(using TLSv1.3 with cipher ...)" comment, or "" */
+static void received_tls(const struct px_session *s, char *buf, size_t len)
+{
+	buf[0] = 0;
+	if (s->tls)
+		snprintf(buf, len, "\r\n\t(using %s with cipher %s (%d/%d bits))", s->tls_version,
+			 s->tls_cipher, s->tls_bits, s->tls_bits);
 }
 
 /* received_build - our trace header (RFC 5321 4.4) */
 static char *received_build(const struct px_session *s)
 {
-	char date[64], addr[80], forpart[PX_SMTP_PATH_MAX + 16] = "";
+	char date[64], addr[80], forpart[PX_SMTP_PATH_MAX + 16] = "", proto[16], tls[160];
 	char *out = NULL;
 
 	received_date(date, sizeof(date));
+	received_tls(s, tls, sizeof(tls));
 	snprintf(addr, sizeof(addr), "%s%s", strchr(s->client_addr, ':') ? "IPv6:" : "",
 		 s->client_addr);
 	if (s->txn.nrcpts == 1)
 		snprintf(forpart, sizeof(forpart), "\r\n\tfor <%s>", s->txn.rcpts[0]);
-	if (asprintf(&out, "Received: from %s (unknown [%s])\r\n\tby %s (Postern) with %s id %s%s;"
-		     " %s\r\n", s->helo, addr, s->cfg->hostname, received_proto(s), s->sid, forpart,
-		     date) < 0)
+	if (asprintf(&out, "Received: from %s (%s [%s])%s\r\n\tby %s (Postern) with %s id %s%s;"
+		     " %s\r\n", s->helo, s->client_name, addr, tls, s->cfg->hostname,
+		     received_proto(s, proto, sizeof(proto)), s->sid, forpart, date) < 0)
 		return NULL;
 	return out;
+}
+
+/* px_data_prepare - the spool and the Received header (DATA and BDAT); 0 or -1 */
+int px_data_prepare(struct px_session *s)
+{
+	struct px_smtp_txn *t = &s->txn;
+
+	t->spool = px_spool_new(s->cfg->spool_dir, s->cfg->limits.spool_memory_max);
+	t->received = received_build(s);
+	t->spool_err[0] = '\0';
+	t->t_data = px_now_ms();
+	return t->spool == NULL || t->received == NULL ? -1 : 0;
 }
 
 /* px_data_begin - 354, and get ready to read */
 void px_data_begin(struct px_session *s)
 {
-	struct px_txn *t = &s->txn;
+	struct px_smtp_txn *t = &s->txn;
 	const struct px_limits *l = &s->cfg->limits;
 
-	t->spool = px_spool_new(s->cfg->spool_dir, l->spool_memory_max);
-	t->received = received_build(s);
-	if (t->spool == NULL || t->received == NULL) {
+	if (px_data_prepare(s) < 0) {
 		px_session_reply(s, 451, "4.3.0", "Error: out of memory");
 		return;
 	}
-	px_data_reader_init(&t->reader, l->text_line_max, l->message_size_max, 0);
-	t->spool_err[0] = '\0';
-	t->t_data = px_now_ms();
+	px_data_reader_init(&t->reader, l->text_line_max, l->message_size_max, s->normalize_bare);
+	if (s->relay != NULL)
+		px_relay_set_bdat(s->relay, 0);
 	px_enter_state(s, PX_S_DATA);
 	px_session_set_timeout(s, s->cfg->timeouts.data);
 	px_session_reply(s, 354, "", "End data with <CR><LF>.<CR><LF>");
@@ -90,7 +111,7 @@ void px_data_begin(struct px_session *s)
 /* spool_sink - the reader's output goes to the spool, until the spool fails */
 static int spool_sink(void *arg, const char *p, size_t n)
 {
-	struct px_txn *t = arg;
+	struct px_smtp_txn *t = arg;
 
 	if (t->spool_err[0] == '\0')
 		px_spool_write(t->spool, p, n, t->spool_err, sizeof(t->spool_err));
@@ -98,7 +119,7 @@ static int spool_sink(void *arg, const char *p, size_t n)
 }
 
 /* rcpt_list - "<a>,<b>" for the summary */
-static void rcpt_list(const struct px_txn *t, char *out, size_t outlen)
+static void rcpt_list(const struct px_smtp_txn *t, char *out, size_t outlen)
 {
 	size_t i, len = 0;
 
@@ -110,7 +131,7 @@ static void rcpt_list(const struct px_txn *t, char *out, size_t outlen)
 /* data_summary - the one line per message */
 static void data_summary(struct px_session *s, const struct px_reply *r)
 {
-	const struct px_txn *t = &s->txn;
+	const struct px_smtp_txn *t = &s->txn;
 	char rcpts[2048], line[512], q[600];
 	const char *status = r->code / 100 == 2 ? "delivered" :
 			     r->code / 100 == 4 ? "deferred" : "rejected";
@@ -129,7 +150,7 @@ static void data_finish(struct px_session *s, const struct px_reply *r)
 	data_summary(s, r);
 	if (r->code / 100 == 2)
 		s->messages++;
-	px_txn_reset(s);
+	px_session_txn_reset(s);
 	px_enter_state(s, PX_S_READY);
 	px_session_set_timeout(s, s->cfg->timeouts.command);
 	px_session_send(s, r);
@@ -148,13 +169,13 @@ static void data_relayed(void *arg, const struct px_reply *r)
 /* data_refusal - the reply for a message we will not relay, or 0 */
 static int data_refusal(struct px_session *s, struct px_reply *r)
 {
-	const struct px_txn *t = &s->txn;
+	const struct px_smtp_txn *t = &s->txn;
 	unsigned f = t->reader.flags;
 
 	if (f & PX_DATA_TOO_BIG)
 		px_reply_set(r, 552, "5.3.4", "Error: message too big (limit %zu bytes)",
 			     s->cfg->limits.message_size_max);
-	else if (f & (PX_DATA_BARE_LF | PX_DATA_BARE_CR))
+	else if ((f & (PX_DATA_BARE_LF | PX_DATA_BARE_CR)) && !s->normalize_bare)
 		px_reply_set(r, 554, "5.5.2", "Error: bare %s received; lines must end with CRLF "
 			     "(RFC 5321 2.3.8)", (f & PX_DATA_BARE_LF) ? "LF" : "CR");
 	else if (f & PX_DATA_NUL)
@@ -169,30 +190,84 @@ static int data_refusal(struct px_session *s, struct px_reply *r)
 	return 1;
 }
 
+/* data_drop - the message will not be relayed: end the backend's transaction */
+static void data_drop(struct px_session *s, const struct px_reply *r)
+{
+	if (s->relay_mail_open)
+		px_relay_rset(s->relay);
+	s->relay_mail_open = 0;
+	data_finish(s, r);
+}
+
+/* data_relay - the header edits, then the message to the backend */
+static void data_relay(struct px_session *s)
+{
+	struct px_smtp_txn *t = &s->txn;
+	struct px_reply r;
+
+	if (px_outgoing_build(s->ptx, s->cfg->policy, t->received, &s->outgoing) < 0) {
+		px_reply_set(&r, 451, "4.3.0", "Error: out of memory; try again later");
+		data_drop(s, &r);
+		return;
+	}
+	t->msg.prepend = s->outgoing.prepend;
+	t->msg.prepend_len = s->outgoing.prepend_len;
+	t->msg.skips = s->outgoing.skips;
+	t->msg.nskips = s->outgoing.nskips;
+	t->msg.spool = t->spool;
+	t->msg.mail_from = t->from;
+	t->msg.rcpts = (const char *const *)t->rcpts;
+	t->msg.nrcpts = t->nrcpts;
+	px_session_park(s);
+	px_relay_data(s->relay, &t->msg, data_relayed, s);
+}
+
+/* data_chain_done - the data-end stage decided */
+static void data_chain_done(struct px_session *s, const struct px_stage_outcome *o)
+{
+	struct px_reply r;
+
+	if (o->verdict == PX_DISCARD) {
+		px_log(PX_LOG_INFO, s->sid, "discard by=%s", o->plugin);
+		px_reply_set(&r, 250, "2.0.0", "Ok: discarded");
+		data_drop(s, &r);
+		return;
+	}
+	if (!px_outcome_refuses(o)) {
+		data_relay(s);
+		return;
+	}
+	if (o->verdict == PX_DISCONNECT) {
+		px_reply_set(&r, 421, "4.7.0", "%s %s", s->cfg->hostname, o->text);
+		data_drop(s, &r);
+		px_session_close(s, "plugin-disconnect");
+		return;
+	}
+	px_reply_set(&r, o->code ? o->code : 550, o->esc[0] ? o->esc : "5.7.1", "%s", o->text);
+	px_log(PX_LOG_INFO, s->sid, "refuse stage=data-end by=%s verdict=%s", o->plugin,
+	       px_verdict_name(o->verdict));
+	data_drop(s, &r);
+}
+
 /* data_end - the message is read: refuse it, or relay it */
 static void data_end(struct px_session *s)
 {
-	struct px_txn *t = &s->txn;
+	struct px_smtp_txn *t = &s->txn;
 	struct px_reply r;
 
 	if (data_refusal(s, &r)) {
 		if (t->spool_err[0])
 			px_log(PX_LOG_ERR, s->sid, "spool error=\"%s\"", t->spool_err);
-		if (s->relay_mail_open)
-			px_relay_rset(s->relay);
-		s->relay_mail_open = 0;
-		data_finish(s, &r);
+		data_drop(s, &r);
 		return;
 	}
-	t->msg.prepend = t->received;
-	t->msg.prepend_len = strlen(t->received);
-	t->msg.spool = t->spool;
-	t->msg.mail_from = t->from;
-	t->msg.rcpts = (const char *const *)t->rcpts;
-	t->msg.nrcpts = t->nrcpts;
 	px_enter_state(s, PX_S_DATA_END);
-	px_session_park(s);
-	px_relay_data(s->relay, &t->msg, data_relayed, s);
+	if (px_txn_set_message(s->ptx, t->spool) < 0) {
+		px_reply_set(&r, 451, "4.3.0", "Error: out of memory; try again later");
+		data_drop(s, &r);
+		return;
+	}
+	px_session_stage(s, PX_STAGE_DATA_END, data_chain_done);
 }
 
 /* px_data_input - feed buffered input; 1 to go on, 0 when more must arrive */
@@ -202,15 +277,30 @@ int px_data_input(struct px_session *s)
 	struct evbuffer_iovec v[8];
 	int i, n, done = 0;
 	size_t total = 0;
+	long used;
 
 	n = evbuffer_peek(in, -1, NULL, v, 8);
 	if (n <= 0)
 		return 0;
-	for (i = 0; i < n && i < 8 && !done; i++)
-		total += (size_t)px_data_reader_feed(&s->txn.reader, v[i].iov_base, v[i].iov_len,
-						     spool_sink, &s->txn, &done);
+	for (i = 0; i < n && i < 8 && !done; i++) {
+		/* spool_sink never stops the reader (a spool error is remembered and
+		 * answered at the end), so the reader consumes or ends; never -1 */
+		used = px_data_reader_feed(&s->txn.reader, v[i].iov_base, v[i].iov_len, spool_sink,
+					   &s->txn, &done);
+		if (used < 0)
+			break;
+		total += (size_t)used;
+	}
 	evbuffer_drain(in, total);
 	if (done)
 		data_end(s);
 	return done || evbuffer_get_length(in) > 0;
+}
+
+/* px_data_complete - a BDAT LAST message is in: the same end as DATA's */
+void px_data_complete(struct px_session *s)
+{
+	if (s->relay != NULL)
+		px_relay_set_bdat(s->relay, 1);
+	data_end(s);
 }

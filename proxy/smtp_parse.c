@@ -83,34 +83,29 @@ static int case_eq(const char *a, const char *b)
 	return n == strlen(b) && ncase_eq(a, b, n);
 }
 
+/* utf8_lead - sequence length for lead byte c, and the range of the second byte */
+static size_t utf8_lead(unsigned c, unsigned *lo, unsigned *hi)
+{
+	*lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+	*hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+	if (c >= 0xc2 && c <= 0xdf)
+		return 2;
+	if (c >= 0xe0 && c <= 0xef)
+		return 3;
+	return c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+}
+
 /* utf8_seq - length of the well-formed UTF-8 sequence at s (RFC 3629, at most
  * avail bytes), 0 if none */
 static size_t utf8_seq(const unsigned char *s, size_t avail)
 {
-	unsigned c = s[0], lo = 0x80, hi = 0xbf;
+	unsigned lo, hi;
 	size_t n, i;
 
-	if (c < 0x80)
+	if (s[0] < 0x80)
 		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		n = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	if (n > avail)
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (s[1] < lo || s[1] > hi)
+	n = utf8_lead(s[0], &lo, &hi);
+	if (n == 0 || n > avail || s[1] < lo || s[1] > hi)
 		return 0;
 	for (i = 2; i < n; i++)
 		if (s[i] < 0x80 || s[i] > 0xbf)

@@ -29,7 +29,9 @@ enum px_parse_status {
  * px_smtp_split_command - split "VERB rest" in place. *verb points at the verb
  * (not upper-cased), *args at the first non-space after it, or at "" when
  * there is none. A line with no verb (empty, or starting with a space)
- * returns PX_PARSE_SYNTAX.
+ * returns PX_PARSE_SYNTAX. Trailing spaces are cut off args; a control
+ * character or malformed UTF-8 anywhere is PX_PARSE_SYNTAX (as in
+ * px_smtp_check_line).
  */
 int px_smtp_split_command(char *line, char **verb, char **args, const char **why);
 

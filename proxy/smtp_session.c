@@ -15,7 +15,7 @@
  * DIAGNOSTICS
  *	"SID connect", "SID disconnect reason=...", state transitions at debug.
  */
-#include "config.h"
+#include "autoconfig.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -36,10 +37,11 @@
 #include "policy/config.h"
 #include "server.h"
 #include "smtp_session.h"
+#include "smtp_chain.h"
 #include "smtp_session_int.h"
 
 static const char *const px_state_names[PX_S_NSTATES] = {
-	"connected", "ready", "mail", "rcpt", "data", "data-end"
+	"connected", "ready", "mail", "rcpt", "data", "data-end", "bdat"
 };
 
 #define PX_INPUT_HIGH (256 * 1024)   /* stop reading from a client past this */
@@ -131,17 +133,30 @@ void px_session_set_timeout(struct px_session *s, unsigned ms)
 /* px_session_relay - the relay, created on first use */
 struct px_relay *px_session_relay(struct px_session *s)
 {
-	struct px_relay_client client = { s->sid, s->client_addr, s->client_port, s->helo };
+	struct px_relay_client client;
 
+	memset(&client, 0, sizeof(client));
+	client.sid = s->sid;
+	client.addr = s->client_addr;
+	client.port = s->client_port;
+	client.helo = s->helo;
+	client.name = s->client_name;
+	client.proto = s->proto;
+	client.login = s->login;
+	client.dest_addr = s->server_addr;
+	client.dest_port = s->server_port;
+	client.tls = s->tls_ctx;
+
+	snprintf(s->proto, sizeof(s->proto), "%s", s->esmtp ? "ESMTP" : "SMTP");
 	if (s->relay == NULL)
 		s->relay = px_relay_new(s->base, s->cfg, px_server_pool(s->srv), &client);
 	return s->relay;
 }
 
-/* px_txn_reset - forget the transaction (the backend's is ended by the caller) */
-void px_txn_reset(struct px_session *s)
+/* px_session_txn_reset - forget the transaction (the backend's is ended by the caller) */
+void px_session_txn_reset(struct px_session *s)
 {
-	struct px_txn *t = &s->txn;
+	struct px_smtp_txn *t = &s->txn;
 	size_t i;
 
 	for (i = 0; i < t->nrcpts; i++)
@@ -150,30 +165,89 @@ void px_txn_reset(struct px_session *s)
 	px_spool_free(t->spool);
 	free(t->received);
 	memset(t, 0, sizeof(*t));
+	px_outgoing_free(&s->outgoing);
+	if (s->ptx != NULL)
+		px_txn_reset(s->ptx);      /* plugins' on_reset, then their view of it */
 }
 
 /* session_free - the last step */
 static void session_free(struct px_session *s)
 {
-	px_txn_reset(s);
+	px_session_txn_reset(s);
 	px_relay_free(s->relay);
 	if (s->session_timer)
 		event_free(s->session_timer);
-	px_server_conn_closed(s->srv, (struct sockaddr *)&s->client_sa);
+	if (s->greet_timer)
+		event_free(s->greet_timer);
+	free(s->auth_resp);
+	px_session_chain_close(s);
+	px_server_conn_closed(s->srv, (struct sockaddr *)&s->count_sa);
 	px_config_unref(s->cfg);
 	free(s);
+}
+
+static void session_try_free(struct px_session *s);
+
+/* session_drain_retry - from the loop: the socket side drained */
+static void session_drain_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_session *s = arg;
+
+	s->drain_scheduled = 0;
+	session_try_free(s);
+}
+
+/* session_drained_cb - a TLS filter's socket-side output changed */
+static void session_drained_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+			       void *arg)
+{
+	struct px_session *s = arg;
+	struct timeval now = { 0, 0 };
+
+	if (evbuffer_get_length(buf) > 0 || s->drain_scheduled)
+		return;
+	s->drain_scheduled = 1;
+	if (event_base_once(s->base, -1, EV_TIMEOUT, session_drain_retry, s, &now) < 0)
+		s->drain_scheduled = 0;
+}
+
+/* session_unflushed - reply bytes not yet written (below a TLS filter too) */
+static int session_unflushed(struct px_session *s)
+{
+	struct bufferevent *u;
+
+	if (s->bev == NULL)
+		return 0;
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+		return 1;
+	u = bufferevent_get_underlying(s->bev);
+	if (u == NULL || evbuffer_get_length(bufferevent_get_output(u)) == 0)
+		return 0;
+	if (s->drain_cb == NULL)
+		s->drain_cb = evbuffer_add_cb(bufferevent_get_output(u), session_drained_cb, s);
+	return 1;
+}
+
+/* session_drop_bev - free the bufferevent (and a TLS filter's socket side) */
+static void session_drop_bev(struct px_session *s)
+{
+	struct bufferevent *u = bufferevent_get_underlying(s->bev);
+
+	if (u != NULL && s->drain_cb != NULL)
+		evbuffer_remove_cb_entry(bufferevent_get_output(u), s->drain_cb);
+	s->drain_cb = NULL;
+	bufferevent_free(s->bev);
+	s->bev = NULL;
 }
 
 /* session_try_free - free once the reply is flushed and no relay call is out */
 static void session_try_free(struct px_session *s)
 {
-	if (s->bev != NULL && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+	if (session_unflushed(s))
 		return;
-	if (s->bev != NULL) {
-		bufferevent_free(s->bev);
-		s->bev = NULL;
-	}
-	if (!s->parked)
+	if (s->bev != NULL)
+		session_drop_bev(s);
+	if (!s->parked && !s->drain_scheduled)
 		session_free(s);
 }
 
@@ -251,6 +325,19 @@ static int session_line(struct px_session *s, struct evbuffer *in, char *buf, si
 	return 1;
 }
 
+/* session_dispatch - a command line, an AUTH continuation, or a protocol violation */
+static void session_dispatch(struct px_session *s, char *line)
+{
+	if (px_guard_pipelining(s, line) < 0)
+		return;
+	if (s->auth_step)
+		px_session_auth_line(s, line);
+	else if (strncasecmp(line, "AUTH ", 5) == 0)
+		px_session_auth(s, line + 5);       /* credentials: not via the debug log */
+	else
+		px_session_command(s, line);
+}
+
 /* session_process - handle buffered input until it runs out or we must wait */
 static void session_process(struct px_session *s)
 {
@@ -262,6 +349,11 @@ static void session_process(struct px_session *s)
 		return;
 	while (!s->parked && !s->closing && s->bev != NULL) {
 		in = bufferevent_get_input(s->bev);
+		if (s->bdat_left > 0) {
+			if (!px_bdat_input(s))
+				break;
+			continue;
+		}
 		if (s->state == PX_S_DATA) {
 			if (!px_data_input(s))
 				break;
@@ -270,7 +362,7 @@ static void session_process(struct px_session *s)
 		if (evbuffer_get_length(in) == 0)
 			break;
 		if (session_line(s, in, buf, max + 1))
-			px_session_command(s, buf);
+			session_dispatch(s, buf);
 		else if (evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF).pos < 0)
 			break;
 	}
@@ -280,7 +372,18 @@ static void session_process(struct px_session *s)
 /* session_read_cb - input arrived */
 static void session_read_cb(struct bufferevent *bev, void *arg)
 {
-	session_process(arg);
+	struct px_session *s = arg;
+
+	if (s->opening)
+		px_session_opening_input(s);
+	else
+		session_process(s);
+}
+
+/* px_session_resume - go on with buffered input (after the opening, a TLS start) */
+void px_session_resume(struct px_session *s)
+{
+	session_process(s);
 }
 
 /* session_write_cb - output drained: finish a close */
@@ -297,17 +400,22 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct px_session *s = arg;
 
+	if (what & BEV_EVENT_CONNECTED) {
+		px_session_tls_up(s);
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		px_session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->cfg->hostname);
 		px_session_close(s, "timeout");
 		return;
 	}
-	bufferevent_free(s->bev);   /* nothing more can be written */
-	s->bev = NULL;
+	session_drop_bev(s);        /* nothing more can be written */
 	if (s->closing) {
 		session_try_free(s);
 		return;
 	}
+	if (s->tls_pending || ((what & BEV_EVENT_ERROR) && s->tls))
+		px_session_tls_failed(s);
 	px_session_close(s, (what & BEV_EVENT_EOF) ? "client-eof" : "client-error");
 }
 
@@ -330,14 +438,6 @@ static void session_new_id(char out[17])
 	snprintf(out, 17, "%016llx", (unsigned long long)id);
 }
 
-/* session_client - the peer address as text; trusted or not */
-static void session_client(struct px_session *s, const struct sockaddr *sa, socklen_t salen)
-{
-	memcpy(&s->client_sa, sa, salen < sizeof(s->client_sa) ? salen : sizeof(s->client_sa));
-	px_sockaddr_ntop(sa, s->client_addr, sizeof(s->client_addr));
-	s->client_port = px_sockaddr_port(sa);
-	s->trusted = px_config_is_trusted(s->cfg, sa);
-}
 
 /* session_timers - the idle timeout and the whole-session limit */
 static void session_timers(struct px_session *s)
@@ -353,7 +453,7 @@ static void session_timers(struct px_session *s)
 
 /* px_session_start - greet and go */
 void px_session_start(struct px_server *srv, struct event_base *base, evutil_socket_t fd,
-		      const struct sockaddr *sa, socklen_t salen)
+		      const struct sockaddr *sa, socklen_t salen, const char *listen_addr)
 {
 	struct px_session *s = calloc(1, sizeof(*s));
 	int one = 1;
@@ -369,12 +469,27 @@ void px_session_start(struct px_server *srv, struct event_base *base, evutil_soc
 	s->srv = srv;
 	s->base = base;
 	s->cfg = px_server_config(srv);
-	session_client(s, sa, salen);
-	px_log(PX_LOG_INFO, s->sid, "connect client=%s port=%u trusted=%s generation=%lu",
-	       s->client_addr, s->client_port, s->trusted ? "yes" : "no", s->cfg->generation);
+	s->tls_ctx = px_server_tls(srv);
+	s->listener = px_config_listener(s->cfg, listen_addr);
+	memcpy(&s->count_sa, sa, salen < sizeof(s->count_sa) ? salen : sizeof(s->count_sa));
+	px_session_set_client(s, sa);
+	px_session_set_server(s, fd);
+	px_log(PX_LOG_INFO, s->sid, "connect client=%s port=%u trusted=%s listener=%s "
+	       "generation=%lu", s->client_addr, s->client_port, s->trusted ? "yes" : "no",
+	       s->listener ? s->listener->name : listen_addr, s->cfg->generation);
+	px_session_set_callbacks(s);
+	session_timers(s);
+	if (px_session_chain_open(s) < 0) {
+		px_session_reply(s, 421, "4.3.0", "%s Error: out of memory", s->cfg->hostname);
+		px_session_close(s, "out-of-memory");
+		return;
+	}
+	px_session_open(s);
+}
+
+/* px_session_set_callbacks - ours, on s->bev (again after a TLS wrap) */
+void px_session_set_callbacks(struct px_session *s)
+{
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, PX_INPUT_HIGH);
-	session_timers(s);
-	px_session_reply(s, 220, "", "%s %s", s->cfg->hostname, s->cfg->greeting);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }

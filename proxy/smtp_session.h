@@ -16,6 +16,6 @@ struct event_base;
 struct px_server;
 
 void px_session_start(struct px_server *srv, struct event_base *base, evutil_socket_t fd,
-		      const struct sockaddr *sa, socklen_t salen);
+		      const struct sockaddr *sa, socklen_t salen, const char *listen_addr);
 
 #endif

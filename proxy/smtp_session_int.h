@@ -26,6 +26,9 @@
 #include "relay.h"
 #include "reply.h"
 #include "smtp_parse.h"
+#include "filters/chain.h"
+#include "filters/txn.h"
+#include "policy/outgoing.h"
 
 enum px_state {
 	PX_S_CONNECTED,
@@ -34,10 +37,11 @@ enum px_state {
 	PX_S_RCPT,
 	PX_S_DATA,
 	PX_S_DATA_END,
+	PX_S_BDAT,          /* between BDAT chunks (RFC 3030); smtp_bdat.c */
 	PX_S_NSTATES
 };
 
-struct px_txn {
+struct px_smtp_txn {
 	char from[PX_SMTP_PATH_MAX + 1];      /* "" for <> */
 	char mail_cmd[PX_SMTP_PATH_MAX + 16];  /* "MAIL FROM:<...>" for the backend */
 	char mail_params[512];                 /* validated, for the backend */
@@ -79,7 +83,48 @@ struct px_session {
 	struct px_smtp_path path;              /* scratch: the MAIL/RCPT being handled */
 	char rcpt_params[512];                 /* scratch: its validated parameters */
 	char pending_rcpt[PX_SMTP_PATH_MAX + 1];
-	struct px_txn txn;
+	struct px_smtp_txn txn;
+
+	/* transport (issue 3) */
+	const struct px_listener *listener;    /* in cfg; NULL: plain defaults */
+	struct px_tls *tls_ctx;                /* this generation's contexts, or NULL */
+	struct sockaddr_storage count_sa;      /* the address counted by the server */
+	char server_addr[64];                  /* where the client connected (DESTADDR) */
+	unsigned server_port;
+	int opening;                           /* PROXY header / greeting not done yet */
+	int proxy_wait;                        /* waiting for the PROXY header */
+	struct event *greet_timer;
+	int tls;                               /* TLS is up */
+	int tls_pending;                       /* handshake in progress */
+	struct evbuffer_cb_entry *drain_cb;    /* waiting for the TLS socket side to drain */
+	int drain_scheduled;
+	char tls_version[32];
+	char tls_cipher[64];
+	int tls_bits;
+	int normalize_bare;                    /* a legacy network: bare LF/CR -> CRLF */
+	int xclient_ok;                        /* may send XCLIENT */
+	char client_name[256];                 /* reverse name (XCLIENT NAME), "unknown" */
+	char proto[16];                        /* SMTP/ESMTP..., for XCLIENT PROTO */
+	char login[256];                       /* SASL login, "" if none */
+	int auth_step;                         /* smtp_auth.c: continuation expected */
+	char auth_user[256];
+	char *auth_resp;                       /* decoded PLAIN response */
+	size_t bdat_left;                      /* chunk bytes still to read */
+	int bdat_last;                         /* the chunk being read is LAST */
+	int bdat_discard;                      /* read and drop this chunk */
+	int bdat_used;                         /* the transaction uses BDAT */
+	int bdat_cr;                           /* the last chunk ended in CR */
+	struct px_reply bdat_reply;            /* the answer once a dropped chunk is read */
+	char xclient_helo[256];                /* XCLIENT HELO: wins over a later EHLO */
+
+	/* the plugin chain and the policy (issue 4): smtp_chain.c */
+	struct px_txn *ptx;                    /* what plugins see of this session */
+	struct px_policy_view stage_view;      /* the view of the stage being run */
+	void (*stage_cont)(struct px_session *, const struct px_stage_outcome *);
+	void (*staged)(struct px_session *, char *);   /* the command waiting for its stage */
+	char pending_helo[256];                /* HELO/EHLO argument, during its stage */
+	char pending_from[PX_SMTP_PATH_MAX + 1];   /* MAIL address, during its stage */
+	struct px_outgoing outgoing;           /* header edits of the message being relayed */
 };
 
 /* smtp_session.c */
@@ -96,8 +141,44 @@ void px_session_unpark(struct px_session *s);
 int px_session_gone(struct px_session *s);
 void px_session_set_timeout(struct px_session *s, unsigned ms);
 struct px_relay *px_session_relay(struct px_session *s);
-void px_txn_reset(struct px_session *s);
+void px_session_txn_reset(struct px_session *s);
 uint64_t px_now_ms(void);
+
+void px_session_resume(struct px_session *s);
+void px_session_set_callbacks(struct px_session *s);
+void px_session_set_server(struct px_session *s, int fd);
+void px_session_tls_failed(struct px_session *s);
+
+/* smtp_connect.c: the opening (PROXY header, implicit TLS, greeting delay) */
+void px_session_open(struct px_session *s);
+void px_session_opening_input(struct px_session *s);
+void px_session_set_client(struct px_session *s, const struct sockaddr *sa);
+
+/* smtp_guard.c: early talkers and unauthorised pipelining */
+int px_guard_pipelining(struct px_session *s, const char *line);
+
+/* smtp_starttls.c */
+void px_session_starttls(struct px_session *s, char *args);
+int px_session_tls_wrap(struct px_session *s);
+void px_session_tls_up(struct px_session *s);
+void px_session_reset(struct px_session *s);
+size_t px_ehlo_transport(struct px_session *s, char *buf, size_t size);
+int px_session_require_tls(struct px_session *s);
+
+/* smtp_xclient.c */
+void px_session_xclient(struct px_session *s, char *args);
+
+/* smtp_bdat.c */
+void px_session_bdat(struct px_session *s, char *args);
+int px_bdat_input(struct px_session *s);
+
+/* smtp_auth.c */
+void px_session_auth(struct px_session *s, char *args);
+void px_session_auth_line(struct px_session *s, char *line);
+
+/* smtp_data.c (shared with BDAT) */
+int px_data_prepare(struct px_session *s);
+void px_data_complete(struct px_session *s);
 
 /* smtp_commands.c */
 void px_session_command(struct px_session *s, char *line);

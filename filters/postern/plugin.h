@@ -109,7 +109,8 @@ struct px_option {
 struct px_host {
 	unsigned abi_major, abi_minor;
 
-	/* log - a key=value line, prefixed with the session id and plugin name */
+	/* log - a key=value line, prefixed with the session id and plugin name;
+	 * txn may be NULL (in load and configure, where there is no session) */
 	void (*log)(struct px_txn *txn, enum px_log_prio prio, const char *fmt, ...)
 		__attribute__((format(printf, 3, 4)));
 

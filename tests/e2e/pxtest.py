@@ -973,6 +973,12 @@ class FaultBackend:
       drop-eod      close at end of data (no reply)
       stall-rcpt    no reply to RCPT           stall-data     no reply to DATA
       stall-eod     no reply at end of data   (stalls until the client goes away)
+      rcpt-garbage  "this is not a reply" to RCPT
+      rcpt-drop     close at this RCPT (after earlier RCPTs got 250)
+      lmtp-short    (LMTP) only the first recipient's reply, then close
+      data-250      250 (not 354) to DATA     eod-garbage   a line that is no reply at end of data
+      eod-partial   "25" at end of data, then close
+      eod-double    two 250 replies at end of data (one unsolicited)
       anything else: 250
     """
 
@@ -1100,6 +1106,10 @@ class FaultBackend:
                     elif local == "stall-rcpt":
                         self._stall(conn)
                         return
+                    elif local == "rcpt-drop":
+                        return
+                    elif local == "rcpt-garbage":
+                        conn.sendall(b"this is not a reply\r\n")
                     else:
                         rcpts.append(rcpt)
                         if fault is None:
@@ -1117,6 +1127,9 @@ class FaultBackend:
                         continue
                     if fault == "drop-data":
                         return
+                    if fault == "data-250":
+                        send("250 2.0.0 DATA? fine")
+                        continue
                     if fault == "stall-data":
                         self._stall(conn)
                         return
@@ -1143,6 +1156,13 @@ class FaultBackend:
                     if fault == "stall-eod":
                         self._stall(conn)
                         return
+                    if fault == "eod-garbage":
+                        conn.sendall(b"hello there\r\n")
+                        mail_from, rcpts, fault = None, [], None
+                        continue
+                    if fault == "eod-partial":
+                        conn.sendall(b"25")
+                        return
                     if fault == "eod-tempfail":
                         replies = ["451 4.3.0 end of data tempfailed by FaultBackend"]
                     elif fault == "eod-reject":
@@ -1159,6 +1179,9 @@ class FaultBackend:
                                 replies.append("554 5.6.0 <%s> rejected by FaultBackend" % r)
                             else:
                                 replies.append("250 2.0.0 <%s> Ok" % r)
+                    short = self.lmtp and any(r.split("@")[0] == "lmtp-short" for r in rcpts)
+                    if short:
+                        replies = replies[:1]       # then the connection drops
                     if self.lmtp:
                         ok = [r for r, rep in zip(rcpts, replies) if rep.startswith("2")]
                     else:
@@ -1170,6 +1193,10 @@ class FaultBackend:
                                                   "data": content})
                     for r in replies:
                         send(r)
+                    if short:
+                        return
+                    if fault == "eod-double":
+                        send("250 2.0.0 unsolicited extra reply")
                     mail_from, rcpts, fault = None, [], None
                 elif verb == "RSET":
                     mail_from, rcpts, fault = None, [], None
@@ -1281,6 +1308,7 @@ class AioLmtpServer:
 
 RECEIVED_RE = re.compile(
     r"^Received: from (?P<helo>\S+) \((?:(?P<name>[^\s\[\]()]+) )?\[(?P<ip>[0-9A-Fa-f.:]+)\]\)"
+    r"(?: \(using (?P<tls>[^()]+\(\d+/\d+ bits\))\))?"
     r" by (?P<host>\S+) \(Postern\) with (?P<proto>[A-Z0-9]+) id (?P<id>[0-9a-f]{16})"
     r"(?: for <(?P<for>[^>]*)>)? ?; ?(?P<date>.+)$")
 

@@ -267,3 +267,46 @@ def test_backend_sees_real_client(postfix_backend, make_posternd):
     assert res["final"].code == 250, res["final"]
     pf_rec, _ = _postfix_copy(sink, sender)
     assert pf_rec.startswith(b"Received: from real-client.example.net "), pf_rec
+
+
+def test_8bit_body_and_dsn_parameters(sink, make_posternd):
+    """BODY=8BITMIME with 8-bit bytes arrives unchanged; DSN parameters reach a
+    backend that offers DSN (smtp-sink does) unchanged."""
+    d = make_posternd("smtp:" + sink.address)
+    msg = px.make_message(extra_headers=[b"X-Latin1: \xe9t\xe9", b"X-Utf8: \xc3\xa9t\xc3\xa9"],
+                          body=b"8-bit \xff\xfe\x80 bytes\r\n\xc3\xa9\r\n")
+    with px.SmtpClient(d.port) as c:
+        c.greeting()
+        kw = px.ehlo_keywords(c.ehlo())
+        dsn = "DSN" in kw
+        mail = "MAIL FROM:<dsn@client.test> BODY=8BITMIME"
+        rcpt = "RCPT TO:<user@example.test>"
+        if dsn:
+            mail += " RET=HDRS ENVID=env-123"
+            rcpt += " NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;user@example.test"
+        assert c.cmd(mail).code == 250
+        assert c.cmd(rcpt).code == 250
+        assert c.data(msg)[1].code == 250
+        c.quit()
+    got = sink.wait_for(1, mail_from="dsn@client.test")[0]
+    check_arrival(got, msg)
+    assert "BODY=8BITMIME" in got.mail_args.split(), got.mail_args
+    if dsn:
+        assert {"RET=HDRS", "ENVID=env-123"} <= set(got.mail_args.split()), got.mail_args
+        assert got.rcpt_args == ["<user@example.test> NOTIFY=SUCCESS,FAILURE "
+                                 "ORCPT=rfc822;user@example.test"], got.rcpt_args
+
+
+def test_enhanced_codes_from_backend_without_them(make_sink, make_posternd):
+    """smtp-sink -E (no ENHANCEDSTATUSCODES) rejecting RCPT with a bare
+    "550 no such user": the client's reply still carries an enhanced code."""
+    sink = make_sink(["-E", "-f", "RCPT", "-B", "550 no such user here"])
+    d = make_posternd("smtp:" + sink.address)
+    with px.SmtpClient(d.port) as c:
+        c.greeting()
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<e@client.test>").code == 250
+        r = c.cmd("RCPT TO:<user@example.test>")
+        c.quit()
+    assert r.code == 550, r
+    assert re.match(r"^5\.\d{1,3}\.\d{1,3} ", r.lines[0]), r

@@ -95,3 +95,28 @@ def test_smtp_sink_tempfails_every_recipient(make_sink, make_posternd):
     assert r1.code == 452 and enhanced(r1) == "4.2.2", r1
     assert dr.code in (503, 554), dr
     assert sink.count() == 0
+
+
+def test_backend_lost_between_recipients(make_fault_backend, make_posternd):
+    """The backend closes the connection at the second RCPT: the first
+    recipient's 250 is void, so the message must end in 4xx, not 250."""
+    be = make_fault_backend()
+    d = make_posternd("smtp:" + be.address, overrides=["timeouts.backend_command=2s"])
+    with px.SmtpClient(d.port) as c:
+        c.greeting()
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<lost@client.test>").code == 250
+        r1 = c.cmd("RCPT TO:<ok@example.test>")
+        r2 = c.cmd("RCPT TO:<rcpt-drop@example.test>")
+        final = None
+        try:
+            if r2.code != 421:
+                _, final = c.data(px.make_message())
+        except (ConnectionError, OSError):
+            final = None
+        c.close()
+    assert r1.code == 250, r1
+    assert 400 <= r2.code < 500, r2
+    if r2.code != 421:
+        assert final is None or 400 <= final.code < 500, final
+    assert be.accepted == []

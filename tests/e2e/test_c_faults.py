@@ -63,31 +63,43 @@ def test_backend_down(make_posternd):
     assert d.alive()
 
 
-# smtp-sink switches -> what they do
+# smtp-sink switches, what they do, and whether smtp-sink still ends up with
+# a complete copy (it dumps the data before it answers the end of data, even
+# when it then refuses or drops it; it never acknowledged such a copy).
 SINK_FAULTS = [
-    (["-q", "RCPT"], "disconnects at RCPT"),
-    (["-Q", "RCPT"], "421 at RCPT"),
-    (["-q", "DATA"], "disconnects at DATA"),
-    (["-Q", "DATA"], "421 at DATA"),
-    (["-r", "DATA"], "tempfails DATA"),
-    (["-q", "."], "disconnects at end of data"),
-    (["-Q", "."], "421 at end of data"),
-    (["-r", "."], "tempfails end of data"),
-    (["-W", "RCPT:20"], "20 s silent at RCPT"),
-    (["-w", "20"], "20 s silent at DATA"),
-    (["-W", ".:20"], "20 s silent at end of data"),
+    (["-q", "CONNECT"], "disconnects at connect", False),
+    (["-r", "CONNECT"], "tempfails the greeting", False),
+    (["-r", "MAIL"], "tempfails MAIL", False),
+    (["-q", "MAIL"], "disconnects at MAIL", False),
+    (["-q", "RCPT"], "disconnects at RCPT", False),
+    (["-Q", "RCPT"], "421 at RCPT", False),
+    (["-q", "DATA"], "disconnects at DATA", False),
+    (["-Q", "DATA"], "421 at DATA", False),
+    (["-r", "DATA"], "tempfails DATA", False),
+    (["-q", "."], "disconnects at end of data", True),
+    (["-Q", "."], "421 at end of data", True),
+    (["-r", "."], "tempfails end of data", True),
+    (["-W", "RCPT:20"], "20 s silent at RCPT", False),
+    (["-w", "20"], "20 s silent at DATA", False),
+    (["-W", ".:20"], "20 s silent at end of data", True),
 ]
 
 
-@pytest.mark.parametrize("opts,what", SINK_FAULTS, ids=[w for _, w in SINK_FAULTS])
-def test_smtp_sink_fault(make_sink, make_posternd, opts, what):
+@pytest.mark.parametrize("opts,what,copies", SINK_FAULTS,
+                         ids=[w for _, w, _ in SINK_FAULTS])
+def test_smtp_sink_fault(make_sink, make_posternd, opts, what, copies):
     sink = make_sink(opts)
     d = make_posternd("smtp:" + sink.address, overrides=FAST_TIMEOUTS)
     for i in range(PER_FAULT):
         _, _, final = one(d.port, i, tag="sink")
         assert_tempfail(final, "backend %s, message %d" % (what, i))
-    # smtp-sink never acknowledged any message, so the client must not
-    # have a 250 for any; posternd keeps serving.
+    # smtp-sink acknowledged no message, and the client has no 250 for any;
+    # where smtp-sink stopped before the data, it holds no copy either.
+    if not copies:
+        assert sink.count() == 0, sink.messages()
+    else:
+        assert sink.count() <= PER_FAULT
+    # posternd keeps serving
     assert d.alive()
     ok = px.SmtpClient(d.port)
     assert ok.greeting().code == 220
@@ -150,3 +162,190 @@ def test_mixed_fault_batch(make_fault_backend, make_posternd):
     assert len(client_ok) == MIX.count("ok")
     assert not problems, "\n".join(problems)
     assert d.alive()
+
+
+PROTO_MIX = ["ok", "data-250", "ok", "eod-garbage", "ok", "eod-partial", "rcpt-garbage", "ok"]
+
+
+def test_backend_protocol_violations(make_fault_backend, make_posternd):
+    """Unexpected backend replies (250 to DATA, a line that is no reply, a
+    reply cut short) become 4xx; only real 250s count."""
+    be = make_fault_backend()
+    d = make_posternd("smtp:" + be.address, overrides=FAST_TIMEOUTS)
+    client_ok, problems = set(), []
+    for i, fault in enumerate(PROTO_MIX):
+        msgid, msg, final = one(d.port, i, rcpt="%s@example.test" % fault, tag="proto")
+        c = code(final)
+        if c is not None and 200 <= c < 300:
+            client_ok.add(msgid)
+        if fault == "ok" and c != 250:
+            problems.append("%d %s: expected 250, got %s" % (i, fault, final))
+        if fault != "ok" and (c is None or not 400 <= c < 500):
+            problems.append("%d %s: expected 4xx, got %s" % (i, fault, final))
+    at_backend = set()
+    for a in be.accepted:
+        _, rest = px.pop_header_field(a["data"])
+        at_backend |= {l.split(b":", 1)[1].strip().decode() for l in rest.split(b"\r\n")
+                       if l.lower().startswith(b"message-id:")}
+    assert not problems and client_ok == at_backend, (
+        "\n".join(problems) + "\n2xx to client but not at backend: %s; at backend without "
+        "2xx: %s" % (sorted(client_ok - at_backend), sorted(at_backend - client_ok)))
+    assert d.alive()
+
+
+def test_mixed_faults_one_session(make_fault_backend, make_posternd):
+    """The same 20 faults as transactions of as few client sessions as
+    posternd allows (a new session only after it closed one): a backend
+    failure in one transaction must not leak into the next."""
+    be = make_fault_backend()
+    d = make_posternd("smtp:" + be.address, overrides=FAST_TIMEOUTS)
+    client_ok, sent, replies = set(), {}, []
+    c = None
+    sessions = 0
+    for i, fault in enumerate(MIX):
+        if c is None:
+            c = px.SmtpClient(d.port)
+            sessions += 1
+            assert c.greeting().code == 220
+            assert c.ehlo().code == 250
+        msgid = "<one-%d@pxtest.test>" % i
+        msg = px.make_message(subject="one session %d" % i, msgid=msgid)
+        sent[msgid] = msg
+        final = None
+        try:
+            r = c.cmd("MAIL FROM:<one-%d@client.test>" % i)
+            final = r
+            if r.code == 250:
+                r = c.cmd("RCPT TO:<%s@example.test>" % fault)
+                final = r
+                if r.code == 250:
+                    _, final = c.data(msg)
+                else:
+                    c.cmd("RSET")
+            else:
+                c.cmd("RSET")
+        except (ConnectionError, OSError):
+            c.close()
+            c = None
+        replies.append((fault, final))
+        if final is not None and 200 <= final.code < 300:
+            client_ok.add(msgid)
+        if final is not None and final.code == 421 and c is not None:
+            assert c.at_eof(), "421 but the connection stays open"
+            c.close()
+            c = None
+    if c is not None:
+        c.quit()
+    at_backend = set()
+    for a in be.accepted:
+        _, rest = px.pop_header_field(a["data"])
+        ids = [l.split(b":", 1)[1].strip().decode() for l in rest.split(b"\r\n")
+               if l.lower().startswith(b"message-id:")]
+        assert ids[0] not in at_backend, "%s accepted twice" % ids[0]
+        at_backend.add(ids[0])
+        assert rest == sent[ids[0]]
+    assert client_ok == at_backend, (sorted(client_ok ^ at_backend), replies)
+    oks = [f for (fault, f) in replies if fault == "ok"]
+    assert all(f is not None and f.code == 250 for f in oks), replies
+    for fault, f in replies:
+        if fault not in ("ok", "eod-reject"):
+            assert f is None or 400 <= f.code < 500, (fault, f)
+
+
+def test_client_disconnects_mid_data(make_fault_backend, make_posternd):
+    """A client that goes away in the middle of the message: nothing reaches
+    the backend, and the spool is cleaned up."""
+    be = make_fault_backend()
+    d = make_posternd("smtp:" + be.address, overrides=["limits.spool_memory_max=4k"])
+    for size in (100, 200000):
+        c = px.SmtpClient(d.port)
+        c.greeting()
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<gone@client.test>").code == 250
+        assert c.cmd("RCPT TO:<ok@example.test>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(px.make_message(body=b"z" * 70 + b"\r\n")[:60])
+        c.send((b"q" * 70 + b"\r\n") * (size // 72))
+        c.close()
+    # posternd notices the closed sessions (bounded wait for its log)
+    d.wait_log(r"disconnect", n=3)     # readiness probe + two sessions
+    assert be.accepted == []
+    px.wait_until(lambda: spool_files(d) == [], 10, "empty spool")
+
+
+def spool_files(d):
+    import os
+    out = []
+    for root, _dirs, names in os.walk(d.spool):
+        out += [os.path.join(root, n) for n in names]
+    return out
+
+
+def test_large_message_spooled_to_disk(sink, make_posternd):
+    """A 3 MB message over a 64 KB memory spool: byte-identical at the
+    backend, and the spool is empty afterwards."""
+    d = make_posternd("smtp:" + sink.address, overrides=["limits.spool_memory_max=64k"])
+    line = bytes(range(33, 127)) + b"\r\n"
+    body = b"".join(b"%06d " % i + line for i in range(30000))
+    msg = px.make_message(subject="large", body=body + b".\r\n..\r\n")
+    res = px.send_message(d.port, msg, mail_from="large@client.test")
+    assert res["final"].code == 250, res["final"]
+    got = sink.wait_for(1, mail_from="large@client.test")
+    assert len(got) == 1
+    rec, rest = px.pop_header_field(got[0].content)
+    px.parse_postern_received(rec)
+    assert rest == px.normalise(msg)
+    px.wait_until(lambda: spool_files(d) == [], 10, "empty spool")
+
+
+def test_large_message_backend_drops_mid_data(make_fault_backend, make_posternd):
+    be = make_fault_backend()
+    d = make_posternd("smtp:" + be.address,
+                      overrides=FAST_TIMEOUTS + ["limits.spool_memory_max=64k"])
+    body = (b"w" * 998 + b"\r\n") * 3000
+    res = px.send_message(d.port, px.make_message(body=body),
+                          rcpts=["drop-mid@example.test"])
+    assert 400 <= res["final"].code < 500, res["final"]
+    assert be.accepted == []
+    res = px.send_message(d.port, px.make_message(body=body), rcpts=["ok@example.test"])
+    assert res["final"].code == 250, res["final"]
+    assert len(be.accepted) == 1
+    px.wait_until(lambda: spool_files(d) == [], 10, "empty spool")
+
+
+def test_unsolicited_backend_reply_does_not_shift_replies(make_fault_backend, make_posternd):
+    """The backend sends an extra, unsolicited 250 after a message: the next
+    transactions of the same client session must not be answered with stale
+    replies (every 250 the client gets is for a message the backend has)."""
+    be = make_fault_backend()
+    d = make_posternd("smtp:" + be.address, overrides=FAST_TIMEOUTS)
+    finals = {}
+    with px.SmtpClient(d.port) as c:
+        c.greeting()
+        c.ehlo()
+        for i, lp in enumerate(["eod-double", "ok", "ok", "ok"]):
+            msgid = "<dbl-%d@pxtest.test>" % i
+            try:
+                r = c.cmd("MAIL FROM:<dbl-%d@client.test>" % i)
+                if r.code == 250:
+                    r = c.cmd("RCPT TO:<%s@example.test>" % lp)
+                    if r.code == 250:
+                        _, r = c.data(px.make_message(msgid=msgid))
+                    else:
+                        c.cmd("RSET")
+                else:
+                    c.cmd("RSET")
+            except (ConnectionError, OSError):
+                finals[msgid] = None
+                break
+            finals[msgid] = r
+        c.close()
+    client_ok = {m for m, r in finals.items() if r is not None and 200 <= r.code < 300}
+    at_backend = set()
+    for a in be.accepted:
+        _, rest = px.pop_header_field(a["data"])
+        at_backend |= {l.split(b":", 1)[1].strip().decode() for l in rest.split(b"\r\n")
+                       if l.lower().startswith(b"message-id:")}
+    assert client_ok <= at_backend, (
+        "2xx to client but not at backend: %s (replies %s)"
+        % (sorted(client_ok - at_backend), finals))

@@ -116,3 +116,14 @@ def test_lmtp_via_fault_backend_partial_eod(make_fault_backend, make_posternd):
     final = transaction(d.port, ["ok@example.test", "ok2@example.test"], px.make_message(),
                         sender="f2@client.test")
     assert final.code == 250, final
+
+
+def test_lmtp_backend_drops_after_first_reply(make_fault_backend, make_posternd):
+    """The LMTP server answers for the first recipient only, then drops the
+    connection: the client must not get 250 (the second recipient's copy is
+    not confirmed)."""
+    be = make_fault_backend(lmtp=True)
+    d = make_posternd("lmtp:" + be.address, overrides=["timeouts.backend_data=2s"])
+    final = transaction(d.port, ["ok@example.test", "lmtp-short@example.test"],
+                        px.make_message())
+    assert 400 <= final.code < 500, final

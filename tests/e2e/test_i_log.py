@@ -138,3 +138,42 @@ def test_session_ids_unique(sink, make_posternd):
         m = sink.wait_for(1, mail_from="u%d@client.test" % i)[0]
         rec, _ = px.pop_header_field(m.content)
         assert px.parse_postern_received(rec)["id"] == sid_of["<u%d@client.test>" % i]
+
+
+def test_log_lines_stay_lines(make_fault_backend, make_posternd):
+    """Client- and backend-supplied text cannot break the log format: no
+    control characters, and every line starts with posternd[PID]:. The
+    backend's EHLO reply is multi-line, and the client sends CR, ESC, NUL
+    and quotes."""
+    be = make_fault_backend()
+    d = make_posternd("smtp:" + be.address)
+    with px.SmtpClient(d.port) as c:
+        c.greeting()
+        c.ehlo("evil\x1b[31m.client.test")
+        c.ehlo("client.test")
+        c.send(b"NOOP a\rposternd[1]: 0000000000000000 message status=delivered\r\n")
+        c.reply()
+        c.send(b"NOOP b\x00c\r\n")
+        try:
+            c.reply()
+        except (ConnectionError, px.SmtpError):
+            pass
+        try:
+            c.cmd('MAIL FROM:<"q\\"uote"@client.test>')
+            c.cmd("RCPT TO:<ok@example.test>")
+            c.data(px.make_message())
+            c.quit()
+        except (ConnectionError, OSError):
+            pass
+    c2 = px.SmtpClient(d.port)
+    c2.greeting()
+    c2.ehlo()
+    c2.quit()
+    d.wait_log(r"disconnect", n=3)     # readiness probe + two sessions
+    raw = open(d.logfile, "rb").read()
+    ctl = sorted(set(re.findall(rb"[\x00-\x08\x0b-\x1f\x7f]", raw)))
+    assert not ctl, "control characters in the log: %r" % ctl
+    pid = d.proc.pid
+    bad = [l for l in raw.split(b"\n") if l and not l.startswith(b"posternd[%d]: " % pid)]
+    assert not bad, "log lines not starting with posternd[%d]: %r" % (pid, bad[:5])
+    assert not [s for s in d.summaries() if s["sid"] == "0000000000000000"]

@@ -10,7 +10,7 @@
  *	fresh mkdtemp() directory per test.
  */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconfig.h"
 #endif
 
 #include <arpa/inet.h>

@@ -6,7 +6,7 @@
  *	networks), address formatting, and HOST:PORT splitting.
  */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconfig.h"
 #endif
 
 #include <arpa/inet.h>

@@ -802,6 +802,7 @@ static Suite *parse_suite(void)
 	return s;
 }
 
+/* main - run the suite; nonzero exit on any failure */
 int main(void)
 {
 	SRunner *sr = srunner_create(parse_suite());

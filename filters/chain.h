@@ -1,0 +1,115 @@
+/*
+ * NAME
+ *	chain - the plugins of one configuration generation, and running a stage
+ * DESCRIPTION
+ *	A chain is built once per configuration generation from the plugin
+ *	sections, in their order: each entry is a loaded plugin, its parsed
+ *	options (its own conf struct, filled from the section) and the host's
+ *	settings for it (timeout, on_error, monitor). It is refcounted: the
+ *	generation holds it, and so does every txn built on it, so a reload
+ *	never pulls a conf struct from under a running session.
+ *
+ *	px_chain_run() runs one stage for one txn: the plugins that hook the
+ *	stage, in order, each on the worker pool with its time budget, the
+ *	policy's actions applied to what each recorded, monitor mode applied
+ *	last. It answers at once (returns 1) when nothing needs the pool — no
+ *	plugin hooks the stage, or the policy lists decide — and otherwise calls
+ *	done later on the caller's event base (returns 0).
+ */
+#ifndef PX_FILTERS_CHAIN_H
+#define PX_FILTERS_CHAIN_H
+
+#include <stddef.h>
+
+#include "postern/plugin.h"
+#include "txn.h"
+
+struct event_base;
+struct px_workpool;
+struct px_policy;
+
+struct px_chain_entry {
+	char *name;               /* the section title */
+	char *path;
+	const struct px_plugin *plugin;
+	void *conf;               /* conf_size bytes, filled from the options */
+	char **strings;           /* what the conf's strings and lists point into */
+	size_t nstrings;
+	unsigned timeout_ms;
+	int on_error_accept;      /* on_error = accept (else tempfail) */
+	int monitor;
+	int configured;
+};
+
+struct px_chain {
+	int refs;
+	struct px_chain_entry *v;
+	size_t n;
+	unsigned stage_mask;      /* bit per stage that some plugin hooks */
+};
+
+/* One "key = value" of a plugin section, with where it was written */
+struct px_plugin_kv {
+	const char *key, *value;
+	const char *file;
+	int line;
+};
+
+struct px_plugin_spec {
+	const char *name;         /* section title */
+	const char *path;         /* the .so to load */
+	unsigned timeout_ms;
+	int on_error_accept;
+	int monitor;
+	const struct px_plugin_kv *kv;   /* the plugin's own options */
+	size_t nkv;
+	const char *file;         /* where the section is */
+	int line;
+};
+
+struct px_chain *px_chain_new(void);
+struct px_chain *px_chain_ref(struct px_chain *c);
+/* px_chain_unref - the last one calls unconfigure for every entry */
+void px_chain_unref(struct px_chain *c);
+/* px_chain_add - load, check the options, configure; err gets "file:line: ..." */
+int px_chain_add(struct px_chain *c, const struct px_plugin_spec *spec, char *err, size_t errlen);
+/* px_chain_notify - on_reset (closing=0) or on_close (closing=1) for every plugin */
+void px_chain_notify(struct px_chain *c, struct px_txn *t, int closing);
+/* px_chain_find - the index of the entry called name, or -1 */
+int px_chain_find(const struct px_chain *c, const char *name);
+
+/* The stage's result, as the front end answers it */
+struct px_stage_outcome {
+	enum px_verdict verdict;  /* NEXT or ACCEPT: go on; the others: refuse/act */
+	int code;                 /* the reply, when verdict refuses */
+	char esc[16];
+	char text[512];
+	char plugin[64];          /* who decided ("policy" for the lists) */
+};
+
+typedef void (*px_stage_done)(void *arg, const struct px_stage_outcome *o);
+
+/* Told of each plugin's verdict (postern test prints them); may be NULL */
+typedef void (*px_chain_observer)(void *arg, unsigned plugin, enum px_stage stage,
+				  enum px_verdict verdict, long ms, const char *error);
+
+struct px_run_ctx {
+	struct px_txn *txn;
+	const struct px_policy *policy;
+	const struct px_policy_view *view;  /* copied; may be a temporary */
+	struct event_base *base;
+	struct px_workpool *pool;
+	px_chain_observer observe;
+	void *observe_arg;
+};
+
+/* px_chain_run - 1 with *now filled, or 0 and done(arg, outcome) later */
+int px_chain_run(const struct px_run_ctx *ctx, enum px_stage stage, struct px_stage_outcome *now,
+		 px_stage_done done, void *arg);
+/* px_chain_resume - host->resume: end a PX_PENDING hook (any thread) */
+void px_chain_resume(struct px_txn *t, enum px_verdict verdict);
+
+/* px_verdict_name - "next", "reject", ... */
+const char *px_verdict_name(enum px_verdict v);
+
+#endif

@@ -1,0 +1,467 @@
+/*
+ * NAME
+ *	chain_run - run one stage of the chain for one txn
+ * DESCRIPTION
+ *	A run walks the chain's entries that hook the stage and that no
+ *	matching override skips. Each hook call is one job on the worker pool,
+ *	with a timer for the plugin's budget on the caller's event base. The
+ *	first of these to happen decides:
+ *	  the hook returns     its verdict (PX_PENDING: wait for resume)
+ *	  host->resume()       the verdict it gives
+ *	  the timer            the plugin's on_error; the call is abandoned
+ *	                       ("stale"): it may finish later, and is ignored
+ *	An invalid verdict also gets on_error. Then the policy's rules for
+ *	what the plugin recorded in this stage may change the verdict, and
+ *	monitor mode turns a refusal into a logged "would". NEXT goes on to the
+ *	next plugin; anything else ends the stage.
+ * DIAGNOSTICS
+ *	SID plugin name=N stage=S verdict=V ms=T
+ *	SID plugin name=N stage=S error=timeout|invalid-verdict action=tempfail|accept
+ *	SID monitor would=V plugin=N reply="..."
+ */
+#include "autoconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "chain.h"
+#include "common/log.h"
+#include "policy/policy.h"
+#include "workpool.h"
+
+struct px_run {
+	struct px_run_ctx ctx;
+	struct px_policy_view view;
+	enum px_stage stage;
+	size_t next;              /* the next entry to look at */
+	struct event *timer;
+	struct px_call *call;     /* the hook in flight */
+	px_stage_done done;
+	void *arg;
+	struct px_stage_outcome out;
+};
+
+/* One hook call; freed when both the worker and the run are done with it */
+struct px_call {
+	struct px_invocation inv;     /* first: host services see this part */
+	struct px_run *run;
+	px_hook_fn hook;
+	const void *conf;
+	enum px_verdict verdict;
+	enum px_verdict resume_verdict;
+	int work_done;                /* the worker thread returned */
+	int resumed;
+	int finished;                 /* the run has taken its answer */
+	struct event *resume_ev;
+	struct timespec t0;
+};
+
+static void run_next(struct px_run *r);
+
+static const char *const verdict_names[] = {
+	"next", "accept", "tempfail", "reject", "discard", "quarantine", "disconnect", "pending"
+};
+
+const char *px_verdict_name(enum px_verdict v)
+{
+	return (unsigned)v < PX_VERDICT_COUNT ? verdict_names[v] : "invalid";
+}
+
+/* elapsed_ms - since t0 */
+static long elapsed_ms(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* call_free - release a call once nobody needs it */
+static void call_free(struct px_call *c)
+{
+	if (c->resume_ev)
+		event_free(c->resume_ev);
+	px_mem_free(c->inv.mem);
+	px_txn_unref(c->inv.txn);
+	free(c);
+}
+
+/* run_deliver - on the next loop turn: hand the outcome over, free the run */
+static void run_deliver(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_run *r = arg;
+
+	if (r->timer)
+		event_free(r->timer);
+	r->done(r->arg, &r->out);
+	free(r);
+}
+
+/* run_finish - the stage is decided; the caller hears of it from the loop,
+ * never from inside px_chain_run or a callback of its own */
+static void run_finish(struct px_run *r)
+{
+	struct timeval now = { 0, 0 };
+
+	if (event_base_once(r->ctx.base, -1, EV_TIMEOUT, run_deliver, r, &now) < 0)
+		run_deliver(-1, 0, r);
+}
+
+/* default_reply - the reply for a refusing verdict when none was set */
+static void default_reply(struct px_stage_outcome *o, enum px_verdict v)
+{
+	switch (v) {
+	case PX_TEMPFAIL:
+		o->code = 451; snprintf(o->esc, sizeof(o->esc), "4.7.1");
+		snprintf(o->text, sizeof(o->text), "Try again later");
+		break;
+	case PX_DISCONNECT:
+		o->code = 421; snprintf(o->esc, sizeof(o->esc), "4.7.0");
+		snprintf(o->text, sizeof(o->text), "Closing the connection");
+		break;
+	default:
+		o->code = 550; snprintf(o->esc, sizeof(o->esc), "5.7.1");
+		snprintf(o->text, sizeof(o->text), "Message refused");
+	}
+}
+
+/* take_reply - the plugin's reply (set_reply) if it fits the verdict */
+static void take_reply(struct px_run *r, enum px_verdict v)
+{
+	struct px_txn *t = r->ctx.txn;
+	struct px_stage_outcome *o = &r->out;
+	int want = v == PX_TEMPFAIL || v == PX_DISCONNECT ? 4 : 5;
+
+	default_reply(o, v);
+	pthread_mutex_lock(&t->lock);
+	if (t->reply_code / 100 == want) {
+		o->code = t->reply_code;
+		if (t->reply_esc[0] == want + '0')
+			snprintf(o->esc, sizeof(o->esc), "%s", t->reply_esc);
+		if (t->reply_text[0])
+			snprintf(o->text, sizeof(o->text), "%s", t->reply_text);
+	}
+	t->reply_code = 0;
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* action_verdict - what a policy action means for the stage */
+static enum px_verdict action_verdict(enum px_action a, enum px_verdict plugin_v)
+{
+	switch (a) {
+	case PX_ACT_ACCEPT: return PX_ACCEPT;
+	case PX_ACT_REJECT: return PX_REJECT;
+	case PX_ACT_TEMPFAIL: return PX_TEMPFAIL;
+	case PX_ACT_DISCARD: return PX_DISCARD;
+	case PX_ACT_QUARANTINE: return PX_QUARANTINE;
+	case PX_ACT_DISCONNECT: return PX_DISCONNECT;
+	case PX_ACT_TAG:
+	case PX_ACT_IGNORE: return PX_NEXT;
+	default: return plugin_v;
+	}
+}
+
+/* apply_policy - the first rule that matches a result this plugin recorded now */
+static enum px_verdict apply_policy(struct px_run *r, unsigned idx, enum px_verdict v,
+				    char *why, size_t whylen)
+{
+	const struct px_chain_entry *e = &r->ctx.txn->chain->v[idx];
+	struct px_txn *t = r->ctx.txn;
+	enum px_action a = PX_ACT_NONE;
+	struct px_result *res;
+
+	pthread_mutex_lock(&t->lock);
+	for (res = t->results; res != NULL && a == PX_ACT_NONE; res = res->next) {
+		if (res->plugin != idx || res->stage != r->stage)
+			continue;
+		a = px_policy_action(r->ctx.policy, &r->view, e->name, res->method, res->result);
+		if (a != PX_ACT_NONE)
+			snprintf(why, whylen, "%s=%s", res->method, res->result);
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (a == PX_ACT_TAG)
+		px_txn_tag(t, why);
+	return action_verdict(a, v);
+}
+
+/* refusing - a verdict that stops or changes delivery */
+static int refusing(enum px_verdict v)
+{
+	return v != PX_NEXT && v != PX_ACCEPT;
+}
+
+/* conclude - a plugin's final verdict for this stage */
+static void conclude(struct px_run *r, unsigned idx, enum px_verdict v, long ms)
+{
+	const struct px_chain_entry *e = &r->ctx.txn->chain->v[idx];
+	const char *sid = r->ctx.txn->sid;
+	char why[256] = "";
+	enum px_verdict pv = apply_policy(r, idx, v, why, sizeof(why));
+
+	px_log(PX_LOG_INFO, sid, "plugin name=%s stage=%s verdict=%s ms=%ld%s%s%s", e->name,
+	       px_stage_names[r->stage], px_verdict_name(v), ms, why[0] ? " policy=" : "", why,
+	       pv != v ? " changed" : "");
+	if (r->ctx.observe)
+		r->ctx.observe(r->ctx.observe_arg, idx, r->stage, v, ms, NULL);
+	if (refusing(pv))
+		take_reply(r, pv);
+	if (refusing(pv) && (r->view.monitor || e->monitor)) {
+		px_log(PX_LOG_INFO, sid, "monitor would=%s plugin=%s stage=%s reply=\"%d %s %s\"",
+		       px_verdict_name(pv), e->name, px_stage_names[r->stage], r->out.code, r->out.esc,
+		       r->out.text);
+		pv = PX_NEXT;
+	}
+	if (pv == PX_QUARANTINE) {
+		px_txn_quarantine(r->ctx.txn, e->name);
+		pv = PX_NEXT;
+	}
+	if (pv == PX_NEXT) {
+		run_next(r);
+		return;
+	}
+	r->out.verdict = pv;
+	snprintf(r->out.plugin, sizeof(r->out.plugin), "%s", e->name);
+	run_finish(r);
+}
+
+/* on_error - a hook failed: the plugin's on_error decides */
+static void on_error(struct px_run *r, unsigned idx, const char *what)
+{
+	const struct px_chain_entry *e = &r->ctx.txn->chain->v[idx];
+	struct px_txn *t = r->ctx.txn;
+
+	px_log(PX_LOG_WARN, t->sid, "plugin name=%s stage=%s error=%s action=%s", e->name,
+	       px_stage_names[r->stage], what, e->on_error_accept ? "accept" : "tempfail");
+	if (r->ctx.observe)
+		r->ctx.observe(r->ctx.observe_arg, idx, r->stage, e->on_error_accept ? PX_NEXT :
+			       PX_TEMPFAIL, -1, what);
+	if (e->on_error_accept) {
+		run_next(r);
+		return;
+	}
+	r->out.verdict = PX_TEMPFAIL;
+	r->out.code = 451;
+	snprintf(r->out.esc, sizeof(r->out.esc), "4.3.0");
+	snprintf(r->out.text, sizeof(r->out.text), "Temporary failure in a filter; try again later");
+	snprintf(r->out.plugin, sizeof(r->out.plugin), "%s", e->name);
+	if (r->view.monitor || e->monitor) {
+		px_log(PX_LOG_INFO, t->sid, "monitor would=tempfail plugin=%s stage=%s reply=\"451 "
+		       "4.3.0 %s\"", e->name, px_stage_names[r->stage], r->out.text);
+		run_next(r);
+		return;
+	}
+	run_finish(r);
+}
+
+/* call_answer - the run takes a call's verdict (hook return or resume) */
+static void call_answer(struct px_call *c, enum px_verdict v)
+{
+	struct px_run *r = c->run;
+	unsigned idx = c->inv.plugin;
+	long ms = elapsed_ms(&c->t0);
+
+	c->finished = 1;
+	r->call = NULL;
+	evtimer_del(r->timer);
+	if ((unsigned)v >= PX_VERDICT_COUNT || v == PX_PENDING)
+		on_error(r, idx, "invalid-verdict");
+	else
+		conclude(r, idx, v, ms);
+}
+
+/* call_work - on a worker thread */
+static void call_work(void *arg)
+{
+	struct px_call *c = arg;
+
+	px_current_invocation = &c->inv;
+	c->verdict = c->hook(c->conf, c->inv.txn);
+	px_current_invocation = NULL;
+}
+
+/* call_done - back on the base: the hook returned */
+static void call_done(void *arg)
+{
+	struct px_call *c = arg;
+	struct px_txn *t = c->inv.txn;
+	int wait;
+
+	pthread_mutex_lock(&t->lock);
+	c->work_done = 1;
+	wait = c->verdict == PX_PENDING && !c->resumed && !c->inv.stale;
+	if (!wait && t->pending == &c->inv)
+		t->pending = NULL;
+	pthread_mutex_unlock(&t->lock);
+	if (c->finished) {                /* abandoned earlier by the timer */
+		call_free(c);
+		return;
+	}
+	if (wait)
+		return;                       /* resume() or the timer will come */
+	call_answer(c, c->verdict == PX_PENDING ? c->resume_verdict : c->verdict);
+	call_free(c);
+}
+
+/* call_resumed - back on the base: resume() after the hook returned PENDING */
+static void call_resumed(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_call *c = arg;
+
+	if (!c->finished)
+		call_answer(c, c->resume_verdict);
+	call_free(c);
+}
+
+/* px_chain_resume - host->resume (any thread) */
+void px_chain_resume(struct px_txn *t, enum px_verdict verdict)
+{
+	struct px_call *c;
+
+	pthread_mutex_lock(&t->lock);
+	c = (struct px_call *)t->pending;
+	if (c != NULL && !c->resumed && !c->inv.stale) {
+		c->resumed = 1;
+		c->resume_verdict = verdict;
+		t->pending = NULL;
+		if (c->work_done)
+			event_active(c->resume_ev, EV_TIMEOUT, 0);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* run_timeout - the plugin overran its budget */
+static void run_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_run *r = arg;
+	struct px_call *c = r->call;
+	struct px_txn *t = r->ctx.txn;
+	int free_now;
+
+	pthread_mutex_lock(&t->lock);
+	c->inv.stale = 1;
+	if (t->pending == &c->inv)
+		t->pending = NULL;
+	free_now = c->work_done;          /* PENDING with no resume: the worker is done */
+	pthread_mutex_unlock(&t->lock);
+	c->finished = 1;
+	r->call = NULL;
+	on_error(r, c->inv.plugin, "timeout");
+	if (free_now)
+		call_free(c);
+}
+
+/* run_call - hand one hook to the pool */
+static void run_call(struct px_run *r, size_t idx, px_hook_fn hook)
+{
+	const struct px_chain_entry *e = &r->ctx.txn->chain->v[idx];
+	struct px_call *c = calloc(1, sizeof(*c));
+	struct timeval tv = { e->timeout_ms / 1000, (e->timeout_ms % 1000) * 1000 };
+	struct px_txn *t = r->ctx.txn;
+
+	if (c == NULL || (c->resume_ev = event_new(r->ctx.base, -1, 0, call_resumed, c)) == NULL) {
+		free(c);
+		on_error(r, (unsigned)idx, "out-of-memory");
+		return;
+	}
+	c->inv.txn = px_txn_ref(t);
+	c->inv.plugin = (unsigned)idx;
+	c->inv.stage = r->stage;
+	c->run = r;
+	c->hook = hook;
+	c->conf = e->conf;
+	clock_gettime(CLOCK_MONOTONIC, &c->t0);
+	pthread_mutex_lock(&t->lock);
+	t->pending = &c->inv;             /* so an early resume() finds it */
+	pthread_mutex_unlock(&t->lock);
+	r->call = c;
+	evtimer_add(r->timer, &tv);
+	if (px_workpool_submit(r->ctx.pool, r->ctx.base, call_work, call_done, c) < 0) {
+		evtimer_del(r->timer);
+		r->call = NULL;
+		pthread_mutex_lock(&t->lock);
+		t->pending = NULL;
+		pthread_mutex_unlock(&t->lock);
+		call_free(c);
+		on_error(r, (unsigned)idx, "pool-full");
+	}
+}
+
+/* entry_hook - the entry's hook for the stage, or NULL */
+static px_hook_fn entry_hook(const struct px_chain_entry *e, enum px_stage st)
+{
+	const struct px_plugin *p = e->plugin;
+	px_hook_fn hooks[PX_STAGE_COUNT] = { p->on_connect, p->on_helo, p->on_mail, p->on_rcpt,
+					     p->on_data_end };
+
+	return hooks[st];
+}
+
+/* run_next - the next plugin that wants this stage, or the end */
+static void run_next(struct px_run *r)
+{
+	const struct px_chain *ch = r->ctx.txn->chain;
+	px_hook_fn hook;
+
+	while (r->next < ch->n) {
+		size_t idx = r->next++;
+
+		hook = entry_hook(&ch->v[idx], r->stage);
+		if (hook == NULL || px_policy_skips(r->ctx.policy, &r->view, ch->v[idx].name))
+			continue;
+		px_txn_clear_reply(r->ctx.txn);
+		run_call(r, idx, hook);
+		return;
+	}
+	r->out.verdict = PX_NEXT;
+	run_finish(r);
+}
+
+/* shortcut - the allow and deny lists; 1 when they decide */
+static int shortcut(const struct px_run_ctx *ctx, struct px_stage_outcome *o)
+{
+	memset(o, 0, sizeof(*o));
+	if (ctx->view->deny) {
+		o->verdict = PX_REJECT;
+		o->code = 554;
+		snprintf(o->esc, sizeof(o->esc), "5.7.1");
+		snprintf(o->text, sizeof(o->text), "Access denied");
+		snprintf(o->plugin, sizeof(o->plugin), "policy");
+		return 1;
+	}
+	o->verdict = PX_NEXT;
+	return ctx->view->allow || ctx->txn->txn_allowed;
+}
+
+/* px_chain_run - one stage */
+int px_chain_run(const struct px_run_ctx *ctx, enum px_stage stage, struct px_stage_outcome *now,
+		 px_stage_done done, void *arg)
+{
+	const struct px_chain *ch = ctx->txn->chain;
+	struct px_run *r;
+
+	if (shortcut(ctx, now))
+		return 1;
+	if (ch == NULL || !(ch->stage_mask & (1u << stage)))
+		return 1;                     /* nobody hooks it: no hand-off */
+	if ((r = calloc(1, sizeof(*r))) == NULL ||
+	    (r->timer = evtimer_new(ctx->base, run_timeout, r)) == NULL) {
+		free(r);
+		now->verdict = PX_TEMPFAIL;
+		now->code = 451;
+		snprintf(now->esc, sizeof(now->esc), "4.3.0");
+		snprintf(now->text, sizeof(now->text), "Out of memory; try again later");
+		return 1;
+	}
+	r->ctx = *ctx;
+	r->view = *ctx->view;
+	r->ctx.view = &r->view;
+	r->stage = stage;
+	r->done = done;
+	r->arg = arg;
+	run_next(r);
+	return 0;
+}

@@ -1,0 +1,144 @@
+/*
+ * NAME
+ *	txn - the session and transaction as the chain and plugins see them
+ * DESCRIPTION
+ *	One px_txn per SMTP session (or per `postern test` run, or per milter
+ *	connection): the front end fills in the facts (client, HELO, envelope,
+ *	message) and the chain and the policy read them; plugins reach it only
+ *	through the host services (px_host_services()).
+ *
+ *	Threads. Hooks run on worker threads while the front end waits, so a
+ *	txn is touched by one thread at a time, except by a hook that overran
+ *	its budget and was abandoned ("stale"): the front end goes on while the
+ *	hook may still run. Every host service and every mutator therefore
+ *	takes txn->lock; a stale invocation's calls are ignored; and strings
+ *	handed to a hook are copies owned by its invocation, so nothing the
+ *	front end frees can be under a hook's feet. The txn is refcounted: each
+ *	invocation in flight holds a reference, and plugins' on_close runs when
+ *	the last one goes.
+ */
+#ifndef PX_FILTERS_TXN_H
+#define PX_FILTERS_TXN_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "postern/plugin.h"
+#include "message.h"
+
+enum px_stage {
+	PX_STAGE_CONNECT,
+	PX_STAGE_HELO,
+	PX_STAGE_MAIL,
+	PX_STAGE_RCPT,
+	PX_STAGE_DATA_END,
+	PX_STAGE_COUNT
+};
+extern const char *const px_stage_names[PX_STAGE_COUNT];
+
+struct px_chain;
+struct px_spool;
+
+struct px_result {
+	struct px_result *next;
+	unsigned plugin;          /* chain index of the plugin that recorded it */
+	enum px_stage stage;
+	char *method, *result, *props;
+};
+
+struct px_added_header {
+	struct px_added_header *next;
+	char *name, *value;
+};
+
+/* What the policy says for this client/sender/recipient (policy/policy.c) */
+struct px_policy_view {
+	uint64_t overrides;       /* bit i: override i applies */
+	int allow;                /* allow-listed: the chain is skipped */
+	int deny;                 /* deny-listed: refused */
+	int monitor;              /* evaluate and log only */
+};
+
+struct px_mem;
+
+/* One hook call in flight (chain.c owns the rest of it) */
+struct px_invocation {
+	struct px_txn *txn;
+	unsigned plugin;
+	enum px_stage stage;
+	int stale;                /* abandoned: its host calls are ignored */
+	struct px_mem *mem;       /* copies handed to the hook */
+};
+
+struct px_txn {
+	pthread_mutex_t lock;
+	int refs;
+	struct px_chain *chain;   /* referenced: on_close needs it */
+	char sid[17];
+	char hostname[256];
+	char client_addr[64];
+	unsigned client_port;
+	char client_name[256];
+	char helo[256];
+	int tls;
+	char tls_version[32], tls_cipher[64];
+	char auth_login[256];
+	char *mail_from;          /* NULL before MAIL; "" for <> */
+	char **rcpts;             /* accepted */
+	size_t nrcpts;
+	char *rcpt;               /* being checked (rcpt stage) */
+	struct px_spool *spool;   /* borrowed from the front end (data-end) */
+	struct px_headers headers;
+	struct px_result *results;
+	struct px_added_header *added;
+	int reply_code;
+	char reply_esc[16];
+	char reply_text[512];
+	void **slots;             /* one per chain entry */
+	struct px_mem *arena;     /* host->alloc, per transaction */
+	struct px_invocation *pending;  /* a hook that returned PX_PENDING */
+	struct px_policy_view view;     /* the transaction's (its first recipient's) */
+	int have_view;
+	int txn_allowed;          /* allow-listed sender or network: no chain */
+};
+
+/* px_txn_new - one reference; chain may be NULL (no plugins) */
+struct px_txn *px_txn_new(struct px_chain *chain, const char *sid, const char *hostname);
+struct px_txn *px_txn_ref(struct px_txn *t);
+/* px_txn_unref - the last one runs on_close for every plugin and frees */
+void px_txn_unref(struct px_txn *t);
+
+/* Front-end mutators (lock taken inside) */
+void px_txn_set_client(struct px_txn *t, const char *addr, unsigned port, const char *name);
+void px_txn_set_helo(struct px_txn *t, const char *helo);
+void px_txn_set_tls(struct px_txn *t, const char *version, const char *cipher);
+void px_txn_set_login(struct px_txn *t, const char *login);
+void px_txn_set_mail(struct px_txn *t, const char *from);
+void px_txn_set_rcpt(struct px_txn *t, const char *rcpt);    /* the one being checked */
+int px_txn_add_rcpt(struct px_txn *t, const char *rcpt);     /* accepted */
+/* px_txn_set_message - the spooled message; indexes its headers */
+int px_txn_set_message(struct px_txn *t, struct px_spool *spool);
+/* px_txn_reset - end the transaction: on_reset for every plugin, then clear */
+void px_txn_reset(struct px_txn *t);
+
+/* px_txn_tag - the policy's "tag": X-Postern-Tag: WHAT */
+void px_txn_tag(struct px_txn *t, const char *what);
+/* px_txn_quarantine - deliver with X-Postern-Quarantine naming the plugin */
+void px_txn_quarantine(struct px_txn *t, const char *plugin);
+/* px_txn_add_header - append to the headers to prepend (host side, no checks) */
+int px_txn_add_header(struct px_txn *t, const char *name, const char *value);
+
+/* Results and edits, for the policy and the outgoing message */
+void px_txn_record(struct px_txn *t, unsigned plugin, enum px_stage stage, const char *method,
+		   const char *result, const char *props);
+void px_txn_clear_reply(struct px_txn *t);
+
+/* px_host_services - the table every plugin's load() receives */
+const struct px_host *px_host_services(void);
+
+/* The invocation running on this thread (set by chain.c around a hook) */
+extern __thread struct px_invocation *px_current_invocation;
+void px_mem_free(struct px_mem *m);
+
+#endif

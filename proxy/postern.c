@@ -1,0 +1,367 @@
+/*
+ * NAME
+ *	postern - the admin command: check the configuration, test a message
+ * SYNOPSIS
+ *	postern [-c FILE] [-o key=value]... check
+ *	postern [-c FILE] [-o key=value]... test --client-ip ADDR [--client-name NAME]
+ *		[--helo NAME] --from ADDR --rcpt ADDR [--rcpt ADDR]... [--tls] [--login NAME]
+ *		< message
+ * DESCRIPTION
+ *	check: reads the configuration exactly as posternd does (file, conf.d,
+ *	-o), loads and configures every plugin, and prints every effective
+ *	setting and the chain; exit 0, or 1 with "file:line: message" lines.
+ *
+ *	test: runs the very same chain and policy as posternd, offline, over
+ *	the envelope given and the message on standard input (LF line ends
+ *	become CRLF, as an SMTP client sends them). It prints one line per
+ *	plugin verdict, the final action with its SMTP reply, and the header
+ *	fields that would be added (the trace header excluded). Exit status:
+ *	0 accept (quarantine included), 2 reject, 3 tempfail, 4 discard,
+ *	1 error.
+ */
+#include "autoconfig.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "common/log.h"
+#include "filters/chain.h"
+#include "filters/spool.h"
+#include "filters/workpool.h"
+#include "policy/config.h"
+#include "policy/outgoing.h"
+#include "policy/policy.h"
+
+#define DEFAULT_CONFIG SYSCONFDIR "/postern/postern.conf"
+#define MAX_OVERRIDES 256
+#define MAX_RCPTS 1000
+
+enum { EXIT_ACCEPT = 0, EXIT_ERROR = 1, EXIT_REJECT = 2, EXIT_TEMPFAIL = 3, EXIT_DISCARD = 4 };
+
+struct test_args {
+	const char *client_ip, *client_name, *helo, *from, *login;
+	const char *rcpts[MAX_RCPTS];
+	size_t nrcpts;
+	int tls;
+};
+
+struct tester {
+	struct px_config *cfg;
+	struct event_base *base;
+	struct px_workpool *pool;
+	struct px_txn *txn;
+	struct px_stage_outcome out;
+	int done;
+};
+
+/* usage - and exit 1 */
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: postern [-c FILE] [-o key=value]... check\n"
+		"       postern [-c FILE] [-o key=value]... test --client-ip ADDR [--client-name NAME]\n"
+		"               [--helo NAME] --from ADDR --rcpt ADDR [--rcpt ADDR]... [--tls]\n"
+		"               [--login NAME] < message\n"
+		"exit (test): 0 accept, 2 reject, 3 tempfail, 4 discard, 1 error\n");
+	exit(EXIT_ERROR);
+}
+
+/* cmd_check - load, print, exit */
+static int cmd_check(struct px_config *cfg)
+{
+	const struct px_chain *c = cfg->chain;
+	size_t i;
+
+	px_config_dump(cfg, stdout);
+	for (i = 0; c != NULL && i < c->n; i++)
+		printf("# chain %zu: %s (%s %s, ABI %u.%u) %s timeout=%ums on_error=%s%s\n", i + 1,
+		       c->v[i].name, c->v[i].plugin->name, c->v[i].plugin->version ?
+		       c->v[i].plugin->version : "?", c->v[i].plugin->abi_major,
+		       c->v[i].plugin->abi_minor, c->v[i].path, c->v[i].timeout_ms,
+		       c->v[i].on_error_accept ? "accept" : "tempfail",
+		       c->v[i].monitor ? " monitor" : "");
+	return EXIT_ACCEPT;
+}
+
+/* observe - one plugin's verdict, as posternd logs it */
+static void observe(void *arg, unsigned idx, enum px_stage st, enum px_verdict v, long ms,
+		    const char *error)
+{
+	struct tester *t = arg;
+	const struct px_result *r;
+	char results[1024] = "";
+	size_t len = 0;
+
+	for (r = t->txn->results; r != NULL; r = r->next)
+		if (r->plugin == idx && r->stage == st && len < sizeof(results))
+			len += (size_t)snprintf(results + len, sizeof(results) - len, "%s%s=%s",
+						len ? " " : "", r->method, r->result);
+	printf("plugin=%s stage=%s verdict=%s ms=%ld%s%s%s%s%s\n", t->cfg->chain->v[idx].name,
+	       px_stage_names[st], px_verdict_name(v), ms < 0 ? 0 : ms, error ? " error=" : "",
+	       error ? error : "", len ? " results=\"" : "", results, len ? "\"" : "");
+}
+
+/* stage_done - the loop's answer */
+static void stage_done(void *arg, const struct px_stage_outcome *o)
+{
+	struct tester *t = arg;
+
+	t->out = *o;
+	t->done = 1;
+	event_base_loopbreak(t->base);
+}
+
+/* run_stage - one stage with a view, to the end */
+static void run_stage(struct tester *t, enum px_stage st, const struct px_policy_view *view)
+{
+	struct px_run_ctx ctx = { t->txn, t->cfg->policy, view, t->base, t->pool, observe, t };
+
+	t->done = 0;
+	if (px_chain_run(&ctx, st, &t->out, stage_done, t))
+		return;
+	while (!t->done)
+		event_base_dispatch(t->base);
+}
+
+/* exit_for - the exit status of a refusing outcome */
+static int exit_for(const struct px_stage_outcome *o)
+{
+	switch (o->verdict) {
+	case PX_TEMPFAIL:
+	case PX_DISCONNECT:
+		return EXIT_TEMPFAIL;
+	case PX_DISCARD:
+		return EXIT_DISCARD;
+	default:
+		return EXIT_REJECT;
+	}
+}
+
+/* print_refusal - the action line of a refusing stage */
+static int print_refusal(const struct px_stage_outcome *o, enum px_stage st)
+{
+	const char *action = o->verdict == PX_TEMPFAIL || o->verdict == PX_DISCONNECT ? "tempfail" :
+			     o->verdict == PX_DISCARD ? "discard" : "reject";
+
+	printf("action=%s stage=%s by=%s reply=\"%d %s %s\"\n", action, px_stage_names[st],
+	       o->plugin, o->code, o->esc, o->text);
+	return exit_for(o);
+}
+
+/* read_message - stdin into a spool, LF -> CRLF */
+static struct px_spool *read_message(const char *dir)
+{
+	struct px_spool *sp = px_spool_new(dir, 64 * 1024 * 1024);
+	char buf[65536], out[131072], err[256];
+	size_t n, i, o;
+	int prev_cr = 0;
+
+	while (sp != NULL && (n = fread(buf, 1, sizeof(buf), stdin)) > 0) {
+		for (i = o = 0; i < n; i++) {
+			if (buf[i] == '\n' && !prev_cr)
+				out[o++] = '\r';
+			out[o++] = buf[i];
+			prev_cr = buf[i] == '\r';
+		}
+		if (px_spool_write(sp, out, o, err, sizeof(err)) < 0) {
+			fprintf(stderr, "postern: %s\n", err);
+			px_spool_free(sp);
+			return NULL;
+		}
+	}
+	return sp;
+}
+
+/* end_with_crlf - SMTP messages end with CRLF */
+static void end_with_crlf(struct px_spool *sp)
+{
+	char last[2] = "";
+	char err[128];
+	size_t n = px_spool_size(sp);
+
+	if (n >= 2)
+		px_spool_read(sp, n - 2, last, 2);
+	if (n > 0 && (last[0] != '\r' || last[1] != '\n'))
+		px_spool_write(sp, "\r\n", 2, err, sizeof(err));
+}
+
+/* test_rcpts - each recipient's stage; the accepted ones fix the view */
+static int test_rcpts(struct tester *t, const struct test_args *a, struct px_policy_view *txv,
+		      struct px_stage_outcome *last)
+{
+	struct px_policy_view v;
+	size_t i, ok = 0;
+
+	for (i = 0; i < a->nrcpts; i++) {
+		px_policy_view_for(t->cfg->policy, a->client_ip, a->from, a->rcpts[i], &v);
+		if (ok > 0 && !px_policy_view_equal(&v, txv)) {
+			printf("rcpt=<%s> action=defer reply=\"452 4.5.3 Recipient has a different "
+			       "policy; try again in another transaction\"\n", a->rcpts[i]);
+			continue;
+		}
+		px_txn_set_rcpt(t->txn, a->rcpts[i]);
+		run_stage(t, PX_STAGE_RCPT, &v);
+		if (t->out.verdict != PX_NEXT && t->out.verdict != PX_ACCEPT) {
+			printf("rcpt=<%s> action=refuse reply=\"%d %s %s\"\n", a->rcpts[i],
+			       t->out.code, t->out.esc, t->out.text);
+			*last = t->out;
+			continue;
+		}
+		if (ok++ == 0)
+			*txv = v;
+		px_txn_add_rcpt(t->txn, a->rcpts[i]);
+	}
+	return (int)ok;
+}
+
+/* test_envelope - connect, helo, mail, rcpt; 0 to go on, else an exit status */
+static int test_envelope(struct tester *t, const struct test_args *a, struct px_policy_view *txv)
+{
+	struct px_policy_view v;
+	struct px_stage_outcome last = { 0 };
+	static const enum px_stage pre[] = { PX_STAGE_CONNECT, PX_STAGE_HELO, PX_STAGE_MAIL };
+	size_t i;
+
+	for (i = 0; i < 3; i++) {
+		if (pre[i] == PX_STAGE_MAIL)
+			px_txn_set_mail(t->txn, a->from);
+		px_policy_view_for(t->cfg->policy, a->client_ip, pre[i] == PX_STAGE_MAIL ? a->from :
+				   NULL, NULL, &v);
+		run_stage(t, pre[i], &v);
+		if (t->out.verdict != PX_NEXT && t->out.verdict != PX_ACCEPT)
+			return print_refusal(&t->out, pre[i]);
+	}
+	if (test_rcpts(t, a, txv, &last) == 0)
+		return last.code ? print_refusal(&last, PX_STAGE_RCPT) :
+		       (printf("action=reject reply=\"554 5.5.1 no valid recipients\"\n"), EXIT_REJECT);
+	return 0;
+}
+
+/* test_message - data-end, then the action and the headers */
+static int test_message(struct tester *t, const struct px_policy_view *txv, struct px_spool *sp)
+{
+	struct px_outgoing out;
+	size_t i;
+
+	if (px_txn_set_message(t->txn, sp) < 0)
+		return EXIT_ERROR;
+	run_stage(t, PX_STAGE_DATA_END, txv);
+	if (t->out.verdict != PX_NEXT && t->out.verdict != PX_ACCEPT)
+		return print_refusal(&t->out, PX_STAGE_DATA_END);
+	if (px_outgoing_build(t->txn, t->cfg->policy, NULL, &out) < 0)
+		return EXIT_ERROR;
+	printf("action=%s reply=\"250 2.0.0 Ok\"\n", t->txn->added &&
+	       strstr(out.prepend, "X-Postern-Quarantine:") ? "quarantine" : "accept");
+	for (i = 0; i < out.n; i++)
+		printf("header: %s: %s\n", out.names[i], out.values[i]);
+	px_outgoing_free(&out);
+	return EXIT_ACCEPT;
+}
+
+/* cmd_test - the whole offline transaction */
+static int cmd_test(struct px_config *cfg, const struct test_args *a)
+{
+	struct tester t = { .cfg = cfg };
+	struct px_policy_view txv;
+	struct px_spool *sp;
+	char err[256], sid[17];
+	int rc;
+
+	snprintf(sid, sizeof(sid), "test%012ld", (long)getpid());
+	evthread_use_pthreads();
+	if ((t.base = event_base_new()) == NULL ||
+	    (t.pool = px_workpool_new(4, 64, err, sizeof(err))) == NULL ||
+	    (t.txn = px_txn_new(cfg->chain, sid, cfg->hostname)) == NULL ||
+	    (sp = read_message(getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp")) == NULL)
+		return EXIT_ERROR;
+	end_with_crlf(sp);
+	px_txn_set_client(t.txn, a->client_ip, 0, a->client_name);
+	px_txn_set_helo(t.txn, a->helo);
+	px_txn_set_tls(t.txn, a->tls ? "TLSv1.3" : NULL, a->tls ? "TLS_AES_256_GCM_SHA384" : NULL);
+	px_txn_set_login(t.txn, a->login);
+	rc = test_envelope(&t, a, &txv);
+	if (rc == 0)
+		rc = test_message(&t, &txv, sp);
+	px_txn_reset(t.txn);
+	px_txn_unref(t.txn);
+	px_spool_free(sp);
+	px_workpool_free(t.pool);
+	event_base_free(t.base);
+	return rc;
+}
+
+/* parse_test_args - the envelope */
+static void parse_test_args(int argc, char **argv, struct test_args *a)
+{
+	static const struct option longs[] = {
+		{ "client-ip", 1, NULL, 'a' }, { "client-name", 1, NULL, 'n' },
+		{ "helo", 1, NULL, 'h' }, { "from", 1, NULL, 'f' }, { "rcpt", 1, NULL, 'r' },
+		{ "tls", 0, NULL, 't' }, { "login", 1, NULL, 'l' }, { NULL, 0, NULL, 0 }
+	};
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+		switch (c) {
+		case 'a': a->client_ip = optarg; break;
+		case 'n': a->client_name = optarg; break;
+		case 'h': a->helo = optarg; break;
+		case 'f': a->from = optarg; break;
+		case 'l': a->login = optarg; break;
+		case 't': a->tls = 1; break;
+		case 'r':
+			if (a->nrcpts == MAX_RCPTS)
+				usage();
+			a->rcpts[a->nrcpts++] = optarg;
+			break;
+		default: usage();
+		}
+	}
+	if (!a->client_ip || !a->from || a->nrcpts == 0 || optind != argc)
+		usage();
+	if (!a->helo)
+		a->helo = "unknown";
+}
+
+int main(int argc, char **argv)
+{
+	const char *config = DEFAULT_CONFIG, *overrides[MAX_OVERRIDES];
+	struct test_args targs = { 0 };
+	struct px_config *cfg;
+	size_t nov = 0;
+	char err[16384];
+	int c, rc;
+
+	while ((c = getopt(argc, argv, "+c:o:")) != -1) {
+		if (c == 'c')
+			config = optarg;
+		else if (c == 'o' && nov < MAX_OVERRIDES)
+			overrides[nov++] = optarg;
+		else
+			usage();
+	}
+	if (optind >= argc)
+		usage();
+	px_log_open("postern", 1, PX_LOG_WARN);
+	if (strcmp(argv[optind], "test") == 0)
+		parse_test_args(argc - optind, argv + optind, &targs);
+	else if (strcmp(argv[optind], "check") != 0 || optind + 1 != argc)
+		usage();
+	if (px_config_load(config, overrides, nov, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return EXIT_ERROR;
+	}
+	px_log_set_level(cfg->log_level < PX_LOG_WARN ? (enum px_log_level)cfg->log_level :
+			 PX_LOG_WARN);
+	signal(SIGPIPE, SIG_IGN);
+	rc = targs.nrcpts ? cmd_test(cfg, &targs) : cmd_check(cfg);
+	px_config_unref(cfg);
+	return rc;
+}
