@@ -120,3 +120,18 @@ const struct px_plugin *px_plugin_load(const char *path, char *err, size_t errle
 	pthread_mutex_unlock(&loader_lock);
 	return p;
 }
+
+/* px_plugins_unload - once, at exit */
+void px_plugins_unload(void)
+{
+	struct loaded *l;
+
+	pthread_mutex_lock(&loader_lock);
+	while ((l = loaded_list) != NULL) {
+		loaded_list = l->next;
+		if (l->plugin->unload != NULL)
+			l->plugin->unload();
+		free(l);
+	}
+	pthread_mutex_unlock(&loader_lock);
+}

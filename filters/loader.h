@@ -19,6 +19,9 @@ struct px_plugin;
 
 /* px_plugin_load - the plugin at path (a name is looked up as DIR/NAME.so) */
 const struct px_plugin *px_plugin_load(const char *path, char *err, size_t errlen);
+/* px_plugins_unload - every loaded plugin's unload(), at a clean exit (after
+ * the worker pool has stopped and every generation is gone) */
+void px_plugins_unload(void);
 /* px_plugin_path - "dir/name.so" unless name already contains a '/' */
 void px_plugin_path(const char *dir, const char *name, char *out, size_t outlen);
 

@@ -33,6 +33,7 @@
 
 #include "common/log.h"
 #include "filters/chain.h"
+#include "filters/loader.h"
 #include "filters/spool.h"
 #include "filters/workpool.h"
 #include "policy/config.h"
@@ -363,5 +364,6 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	rc = targs.nrcpts ? cmd_test(cfg, &targs) : cmd_check(cfg);
 	px_config_unref(cfg);
+	px_plugins_unload();
 	return rc;
 }

@@ -22,6 +22,7 @@
 #include <event2/thread.h>
 
 #include "common/log.h"
+#include "filters/loader.h"
 #include "policy/config.h"
 #include "privs.h"
 #include "server.h"
@@ -140,5 +141,6 @@ int main(int argc, char **argv)
 	}
 	rc = px_server_run(srv);
 	px_server_free(srv);
+	px_plugins_unload();
 	return rc == 0 ? 0 : 1;
 }
