@@ -1493,15 +1493,19 @@ class PosternTest:
         self.stderr = proc.stderr.decode("utf-8", "replace")
         self.plugins, self.headers = [], []
         self.action = self.reply = None
+        raw = []                    # [name, value] of header: lines
         for line in self.stdout.splitlines():
-            if line.startswith("header: "):
+            if line[:1] in (" ", "\t") and raw:
+                raw[-1][1] += " " + line          # a folded header value
+            elif line.startswith("header: "):
                 name, _, value = line[len("header: "):].partition(":")
-                self.headers.append(normal_field(name.strip(), value))
+                raw.append([name.strip(), value])
             elif line.startswith("plugin="):
                 self.plugins.append(parse_kv(line))
             elif line.startswith("action="):
                 kv = parse_kv(line)
                 self.action, self.reply = kv.get("action"), kv.get("reply")
+        self.headers = [normal_field(n, v) for n, v in raw]
 
     def __repr__(self):
         return "<postern test rc=%s action=%s reply=%r headers=%r\nstdout:\n%s\nstderr:\n%s>" % (

@@ -67,8 +67,17 @@ def ours_below_received(msg, ours):
     return value
 
 
-def test_forged_removed_others_kept_ours_once(sink, make_posternd):
-    d = make_posternd("smtp:" + sink.address, settings={"policy": {"authserv_id": OURS}})
+def with_example(plugin, make_posternd, sink, **kw):
+    """posternd with one plugin in the chain (the example, adding nothing):
+    with no plugin at all Postern is a plain proxy and adds no A-R."""
+    return px.posternd_with_conf_d(
+        make_posternd, "smtp:" + sink.address,
+        {"50-example.conf": px.plugin_section("example", path=plugin("example"),
+                                              add_header=False)}, **kw)
+
+
+def test_forged_removed_others_kept_ours_once(plugin, sink, make_posternd):
+    d = with_example(plugin, make_posternd, sink, settings={"policy": {"authserv_id": OURS}})
     res = px.send_message(d.port, forged_message(), mail_from="ar@client.test")
     assert res["final"].code == 250, res
     msg, = sink.wait_for(1, mail_from="ar@client.test")
@@ -76,12 +85,25 @@ def test_forged_removed_others_kept_ours_once(sink, make_posternd):
     assert ours_below_received(msg, OURS) == OURS + "; none"
 
 
-def test_authserv_id_defaults_to_hostname(sink, make_posternd):
-    d = make_posternd("smtp:" + sink.address, hostname="mx.example.test")
+def test_authserv_id_defaults_to_hostname(plugin, sink, make_posternd):
+    d = with_example(plugin, make_posternd, sink, hostname="mx.example.test")
     res = px.send_message(d.port, forged_message(), mail_from="ar-host@client.test")
     assert res["final"].code == 250, res
     msg, = sink.wait_for(1, mail_from="ar-host@client.test")
     check_forged_gone(msg, "mx.example.test")
+
+
+def test_no_plugin_forged_still_removed(sink, make_posternd):
+    """With an empty chain Postern adds no A-R of its own, but one that
+    claims to be ours is still removed (RFC 8601 section 5)."""
+    d = make_posternd("smtp:" + sink.address, settings={"policy": {"authserv_id": OURS}})
+    res = px.send_message(d.port, forged_message(), mail_from="ar-none@client.test")
+    assert res["final"].code == 250, res
+    msg, = sink.wait_for(1, mail_from="ar-none@client.test")
+    assert [authserv_id(v) for v in ar_fields(msg)] == ["other.example", "mx.example.test.evil"], \
+        ar_fields(msg)
+    for f in FORGED:
+        assert px.normalise(f) not in msg.content, f
 
 
 def test_results_in_fixed_order(plugin, sink, make_posternd):

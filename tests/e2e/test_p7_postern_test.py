@@ -97,8 +97,8 @@ def posternd_outcome(d, sink, message, sender, rcpts):
         return "discard", final.first, None
     assert len(got) == 1, got
     m = got[0]
-    return ("quarantine" if m.header("X-Postern-Quarantine") == ["yes"] else "accept"), \
-        final.first, m
+    q = m.header("X-Postern-Quarantine")
+    return ("quarantine" if q and q[0].split()[0] == "yes" else "accept"), final.first, m
 
 
 def session_verdicts(d, sender):
@@ -168,17 +168,17 @@ def test_postern_test_output_format(plugin, postern_bin, make_posternd):
         "550 5.7.1 Message refused by the example plugin", t
     lines = t.stdout.splitlines()
     for l in lines:
-        assert re.match(r"^(plugin=\S+ stage=\S+ verdict=\S+ ms=\d+( results=\".*\")?|"
-                        r"action=\w+ reply=\".*\"|header: [^:\s]+: .*)$", l), \
+        assert re.match(r"^(plugin=\S+ stage=\S+ verdict=\S+ ms=\d+( [\w.-]+=\S+)*"
+                        r"( results=\".*\")?|action=\w+( [\w.-]+=\S+)* reply=\".*\"|"
+                        r"header: [^:\s]+: .*|[ \t]+\S.*)$", l), \
             "unexpected output line %r" % l
     ex = [p for p in t.plugins if p.get("plugin") == "example" and p.get("stage") == "data-end"]
     assert ex and ex[0]["verdict"] == "reject", t
     assert "example=match" in ex[0].get("results", ""), t
-    assert "header.x-postern-test=reject" in ex[0].get("results", ""), t
     rec = [p for p in t.plugins if p.get("plugin") == "recorder"]
     assert rec and "spf=pass" in rec[0].get("results", ""), t
     # order: plugin lines, then action, then headers
-    kinds = [l.split("=", 1)[0].split(":", 1)[0] for l in lines]
+    kinds = [l.split("=", 1)[0].split(":", 1)[0] for l in lines if l[:1] not in (" ", "\t")]
     assert kinds == sorted(kinds, key=["plugin", "action", "header"].index), kinds
 
 
