@@ -202,6 +202,9 @@ static void conclude(struct px_run *r, unsigned idx, enum px_verdict v, long ms)
 	char why[256] = "";
 	enum px_verdict pv = apply_policy(r, idx, v, why, sizeof(why));
 
+	if (pv == PX_DISCARD && r->stage != PX_STAGE_DATA_END)
+		pv = PX_REJECT;         /* the ABI: discard before data-end is a reject */
+
 	px_log(PX_LOG_INFO, sid, "plugin name=%s stage=%s verdict=%s ms=%ld%s%s%s", e->name,
 	       px_stage_names[r->stage], px_verdict_name(v), ms, why[0] ? " policy=" : "", why,
 	       pv != v ? " changed" : "");

@@ -132,6 +132,7 @@ int main(int argc, char **argv)
 			  sizeof(err)) < 0) {
 		px_log(PX_LOG_ERR, NULL, "start error=\"%s\"", err);
 		px_server_free(srv);
+		px_config_unref(cfg);
 		return 1;
 	}
 	px_config_unref(cfg);

@@ -90,6 +90,9 @@ void px_relay_rset(struct px_relay *rl);
 /* px_relay_free - QUIT politely if idle, else drop; no callback runs after this */
 void px_relay_free(struct px_relay *rl);
 
+/* px_relay_smtp_free_all - at exit, once the event loops have stopped */
+void px_relay_smtp_free_all(void);
+
 /* px_relay_in_transaction - 0 once the backend lost the transaction (reconnect needed) */
 int px_relay_in_transaction(struct px_relay *rl);
 

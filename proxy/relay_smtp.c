@@ -25,6 +25,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,7 +94,35 @@ struct rs {
 	/* setup (relay_setup.c): STARTTLS, then XCLIENT or XFORWARD */
 	int tls_done, fwd_done, fwd_kind;
 	char xfwd[1200];                 /* the XFORWARD line for this client */
+	struct rs *live_next, *live_prev; /* every rs not yet freed (shutdown) */
 };
+
+static pthread_mutex_t rs_live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rs *rs_live;
+
+/* rs_live_add - track rs until it is freed */
+static void rs_live_add(struct rs *rs)
+{
+	pthread_mutex_lock(&rs_live_lock);
+	rs->live_next = rs_live;
+	if (rs_live != NULL)
+		rs_live->live_prev = rs;
+	rs_live = rs;
+	pthread_mutex_unlock(&rs_live_lock);
+}
+
+/* rs_live_del - rs is being freed */
+static void rs_live_del(struct rs *rs)
+{
+	pthread_mutex_lock(&rs_live_lock);
+	if (rs->live_prev != NULL)
+		rs->live_prev->live_next = rs->live_next;
+	else
+		rs_live = rs->live_next;
+	if (rs->live_next != NULL)
+		rs->live_next->live_prev = rs->live_prev;
+	pthread_mutex_unlock(&rs_live_lock);
+}
 
 static void rs_pump(struct rs *rs);
 static void rs_fail(struct rs *rs, int code, const char *esc, const char *why);
@@ -175,12 +204,28 @@ static void rs_destroy_now(evutil_socket_t fd, short what, void *arg)
 	struct rs *rs = arg;
 	struct rs_cmd *c;
 
+	rs_live_del(rs);
 	while ((c = rs->head) != NULL) {
 		rs->head = c->next;
 		cmd_free(c);
 	}
 	free(rs->rl);
 	free(rs);
+}
+
+/* px_relay_smtp_free_all - at exit, after the event loops stopped: every
+ * connection still closing (QUIT sent) or waiting to be freed */
+void px_relay_smtp_free_all(void)
+{
+	struct rs *rs;
+
+	while ((rs = rs_live) != NULL) {
+		if (rs->bev != NULL) {
+			bufferevent_free(rs->bev);
+			rs->bev = NULL;
+		}
+		rs_destroy_now(-1, 0, rs);
+	}
 }
 
 /* rs_destroy - close now, free on the next loop turn (callers may still hold rs) */
@@ -276,13 +321,23 @@ static void rs_connect(struct rs *rs)
 		rs_fail(rs, 451, "4.4.1", "connect failed");
 }
 
+/* rs_debug - "key=TEXT" at debug, TEXT quoted: a multi-line backend reply
+ * must stay one log line */
+static void rs_debug(struct rs *rs, const char *key, const char *text)
+{
+	char q[600];
+
+	if (px_log_enabled(PX_LOG_DEBUG))
+		px_log(PX_LOG_DEBUG, rs->rl->client.sid, "%s%s", key,
+		       px_log_quote(q, sizeof(q), text, strlen(text)));
+}
+
 /* rs_write_line - one command line */
 static void rs_write_line(struct rs *rs, const char *text)
 {
 	struct evbuffer *out = bufferevent_get_output(rs->bev);
 
-	if (px_log_enabled(PX_LOG_DEBUG))
-		px_log(PX_LOG_DEBUG, rs->rl->client.sid, "relay send=\"%.200s\"", text);
+	rs_debug(rs, "relay send=", text);
 	evbuffer_add_printf(out, "%s\r\n", text);
 }
 
@@ -625,6 +680,15 @@ static void rs_on_dot(struct rs *rs, struct rs_cmd *c, const struct px_reply *r)
 	cmd_free(c);
 }
 
+/* reply_fits - the reply classes a command can have: DATA 354/4xx/5xx,
+ * everything else 2xx/4xx/5xx */
+static int reply_fits(enum rs_kind kind, int code)
+{
+	if (kind == K_DATA)
+		return code == 354 || code / 100 == 4 || code / 100 == 5;
+	return code / 100 == 2 || code / 100 == 4 || code / 100 == 5;
+}
+
 /* rs_dispatch - a complete reply for the oldest sent command */
 static void rs_dispatch(struct rs *rs, int code, const char *text)
 {
@@ -636,6 +700,13 @@ static void rs_dispatch(struct rs *rs, int code, const char *text)
 		return;
 	}
 	rs->outstanding--;
+	if (!reply_fits(c->kind, code)) {
+		/* e.g. 250 to DATA: the message was never sent, so it must not look
+		 * delivered (invariant 1); the session state at the backend is
+		 * unknown, so the connection goes */
+		rs_fail(rs, 451, "4.4.2", "backend gave a reply that does not fit the command");
+		return;
+	}
 	px_reply_from_lines(&r, code, text, c->kind == K_RCPT ? "1.5" : c->kind == K_MAIL ? "1.0" : "0.0");
 	switch (c->kind) {
 	case K_DATA:
@@ -664,8 +735,10 @@ static void rs_dispatch(struct rs *rs, int code, const char *text)
 /* rs_on_reply - route a complete reply by state */
 static void rs_on_reply(struct rs *rs, int code, const char *text)
 {
-	if (px_log_enabled(PX_LOG_DEBUG))
-		px_log(PX_LOG_DEBUG, rs->rl->client.sid, "relay reply=%d text=\"%.200s\"", code, text);
+	char what[32];
+
+	snprintf(what, sizeof(what), "relay reply=%d text=", code);
+	rs_debug(rs, what, text);
 	switch (rs->state) {
 	case RS_GREETING:
 		rs_on_greeting(rs, code, text);
@@ -938,6 +1011,7 @@ int px_relay_smtp_init(struct px_relay *rl)
 		return -1;
 	rs->rl = rl;
 	rs->lmtp = rl->cfg->backend.kind == PX_BACKEND_LMTP;
+	rs_live_add(rs);
 	rl->impl = rs;
 	rl->ops = &px_relay_smtp_ops;
 	return 0;

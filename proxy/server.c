@@ -429,6 +429,8 @@ int px_server_run(struct px_server *srv)
 		event_base_loopexit(srv->workers[i].base, NULL);
 	for (i = 0; i < srv->nworkers; i++)
 		pthread_join(srv->workers[i].thread, NULL);
+	px_session_free_all();          /* sessions in flight: SIGTERM ends them unanswered */
+	px_relay_smtp_free_all();
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);
@@ -447,6 +449,8 @@ void px_server_free(struct px_server *srv)
 				evconnlistener_free(srv->workers[i].listeners[j]);
 		free(srv->workers[i].listeners);
 		free(srv->workers[i].args);
+		if (srv->workers[i].base)
+			event_base_free(srv->workers[i].base);
 	}
 	for (i = 0; i < srv->nfds; i++) {
 		close(srv->fds[i]);

@@ -54,7 +54,7 @@ static int b64_decode(const char *in, char *out, size_t outlen)
 	return len;
 }
 
-/* auth_reply - end the exchange with a reply */
+/* auth_end - end the exchange with a reply */
 static void auth_end(struct px_session *s, int code, const char *esc, const char *text)
 {
 	s->auth_step = STEP_NONE;

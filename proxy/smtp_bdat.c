@@ -109,7 +109,7 @@ static void bare(struct px_session *s, unsigned flag)
 	line_byte(&s->txn.reader, 1);
 }
 
-/* bdat_byte - one special byte (CR, LF, NUL) or the end of a run */
+/* bdat_special - one special byte: CR, LF or NUL */
 static void bdat_special(struct px_session *s, char c)
 {
 	if (s->bdat_cr && c == '\n') {

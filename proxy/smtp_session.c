@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,9 +171,37 @@ void px_session_txn_reset(struct px_session *s)
 		px_txn_reset(s->ptx);      /* plugins' on_reset, then their view of it */
 }
 
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct px_session *live;        /* every session not yet freed */
+
+/* live_add - track a session until it is freed */
+static void live_add(struct px_session *s)
+{
+	pthread_mutex_lock(&live_lock);
+	s->live_next = live;
+	if (live != NULL)
+		live->live_prev = s;
+	live = s;
+	pthread_mutex_unlock(&live_lock);
+}
+
+/* live_del - a session is being freed */
+static void live_del(struct px_session *s)
+{
+	pthread_mutex_lock(&live_lock);
+	if (s->live_prev != NULL)
+		s->live_prev->live_next = s->live_next;
+	else
+		live = s->live_next;
+	if (s->live_next != NULL)
+		s->live_next->live_prev = s->live_prev;
+	pthread_mutex_unlock(&live_lock);
+}
+
 /* session_free - the last step */
 static void session_free(struct px_session *s)
 {
+	live_del(s);
 	px_session_txn_reset(s);
 	px_relay_free(s->relay);
 	if (s->session_timer)
@@ -466,6 +495,7 @@ void px_session_start(struct px_server *srv, struct event_base *base, evutil_soc
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	session_new_id(s->sid);
+	live_add(s);
 	s->srv = srv;
 	s->base = base;
 	s->cfg = px_server_config(srv);
@@ -492,4 +522,18 @@ void px_session_set_callbacks(struct px_session *s)
 {
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, PX_INPUT_HIGH);
+}
+
+/* px_session_free_all - at exit, after the event loops stopped: sessions in flight */
+void px_session_free_all(void)
+{
+	struct px_session *s;
+
+	while ((s = live) != NULL) {
+		if (s->bev != NULL)
+			session_drop_bev(s);
+		s->parked = 0;
+		s->drain_scheduled = 0;
+		session_free(s);
+	}
 }

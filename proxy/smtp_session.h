@@ -18,4 +18,7 @@ struct px_server;
 void px_session_start(struct px_server *srv, struct event_base *base, evutil_socket_t fd,
 		      const struct sockaddr *sa, socklen_t salen, const char *listen_addr);
 
+/* px_session_free_all - at exit, once the event loops have stopped */
+void px_session_free_all(void);
+
 #endif

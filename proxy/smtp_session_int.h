@@ -96,6 +96,7 @@ struct px_session {
 	struct event *greet_timer;
 	int tls;                               /* TLS is up */
 	int tls_pending;                       /* handshake in progress */
+	struct px_session *live_next, *live_prev;  /* every live session (shutdown) */
 	struct evbuffer_cb_entry *drain_cb;    /* waiting for the TLS socket side to drain */
 	int drain_scheduled;
 	char tls_version[32];

@@ -167,15 +167,14 @@ static void xc_apply(struct px_session *s, struct xclient *x)
 void px_session_xclient(struct px_session *s, char *args)
 {
 	struct xclient x;
-	const char *bad;
+	const char *bad = "(none)";
 
 	if (!s->xclient_ok) {
 		px_session_error(s, 550, "5.7.0", "Error: insufficient authorization");
 		return;
 	}
 	if (*args == 0 || (bad = xc_parse(args, &x)) != NULL) {
-		px_session_error(s, 501, "5.5.4", "Bad XCLIENT attribute: %.64s",
-				 *args ? bad : "(none)");
+		px_session_error(s, 501, "5.5.4", "Bad XCLIENT attribute: %.64s", bad);
 		return;
 	}
 	px_session_reset(s);

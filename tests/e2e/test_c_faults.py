@@ -68,6 +68,7 @@ def test_backend_down(make_posternd):
 # when it then refuses or drops it; it never acknowledged such a copy).
 SINK_FAULTS = [
     (["-q", "CONNECT"], "disconnects at connect", False),
+    (["-W", "CONNECT:20"], "20 s silent greeting", False),
     (["-r", "CONNECT"], "tempfails the greeting", False),
     (["-r", "MAIL"], "tempfails MAIL", False),
     (["-q", "MAIL"], "disconnects at MAIL", False),

@@ -157,3 +157,45 @@ def test_check_mode_does_not_listen(posternd_bin, workdir):
     r = px.run_check(posternd_bin, conf)
     assert r.returncode == 0, r.stderr
     assert not px.port_accepts(port)
+
+
+def test_bad_override_values_fail(posternd_bin, workdir):
+    conf = write(workdir / "postern.conf", valid_conf(workdir))
+    for o in (["limits.recipients_max=abc"], ["timeouts.command=soon"],
+              ["no_section.key=1"], ["workers"]):
+        r = px.run_check(posternd_bin, conf, overrides=o)
+        assert r.returncode == 1, (o, r.returncode, r.stderr)
+        assert r.stderr.strip(), "no message for -o %s" % o
+
+
+def test_unknown_command_line_option(posternd_bin, workdir):
+    conf = write(workdir / "postern.conf", valid_conf(workdir))
+    import subprocess
+    r = subprocess.run([posternd_bin, "-c", conf, "-t", "--no-such-option"],
+                       capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode != 0, r
+    assert r.stderr.strip(), "no usage message"
+
+
+def test_listen_address_in_use(posternd_bin, workdir):
+    """The listen port is taken: posternd exits non-zero (bounded wait) and
+    says which address."""
+    import socket
+    import subprocess
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        text = re.sub(r'listen = \{"127.0.0.1:\d+"\}', 'listen = {"127.0.0.1:%d"}' % port,
+                      valid_conf(workdir))
+        conf = write(workdir / "postern.conf", text)
+        try:
+            r = subprocess.run([posternd_bin, "-f", "-c", conf], capture_output=True,
+                               text=True, timeout=20, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("posternd kept running with its listen port taken")
+        assert r.returncode != 0, r
+        assert str(port) in r.stderr, r.stderr
+    finally:
+        holder.close()

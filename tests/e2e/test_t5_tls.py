@@ -184,3 +184,12 @@ def test_backend_tls_required_but_not_offered(sink, make_posternd, certs):
     res = px.send_message(d.port, px.make_message(), mail_from="nobtls@client.test")
     assert res["final"].code == 451 and res["final"].lines[0].startswith("4.7.5"), res["final"]
     assert sink.find(mail_from="nobtls@client.test") == []
+
+
+def test_backend_tls_opportunistic_falls_back(sink, make_posternd):
+    """opportunistic: a backend without STARTTLS (smtp-sink) still gets the mail."""
+    d = make_posternd("smtp:" + sink.address, settings={"backend_tls": {"mode": "opportunistic"}})
+    res = px.send_message(d.port, px.make_message(), mail_from="optls@client.test")
+    assert res["final"].code == 250, res["final"]
+    assert len(sink.wait_for(1, mail_from="optls@client.test")) == 1
+    assert not d.grep(r"relay tls version=")
