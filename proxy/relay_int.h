@@ -44,6 +44,8 @@ extern const struct px_relay_ops px_relay_maildir_ops;
 int px_relay_smtp_init(struct px_relay *rl);
 int px_relay_maildir_init(struct px_relay *rl);
 
+/* px_backend_caps_parse - capabilities from an EHLO reply's text lines */
+unsigned px_backend_caps_parse(const char *text);
 /* px_backend_caps_note - record the capabilities a backend just announced */
 void px_backend_caps_note(unsigned caps);
 

@@ -84,30 +84,26 @@ static int probe_reply(int fd, char *buf, size_t size)
 	}
 }
 
-/* probe_caps - EHLO keywords from the raw reply */
+/* probe_caps - the raw reply ("250-X\r\n250 Y\r\n") as text lines for the
+ * relay's own parser */
 static unsigned probe_caps(const char *reply)
 {
-	static const struct { const char *kw; unsigned cap; } table[] = {
-		{ "PIPELINING", PX_CAP_PIPELINING }, { "SIZE", PX_CAP_SIZE },
-		{ "8BITMIME", PX_CAP_8BITMIME }, { "SMTPUTF8", PX_CAP_SMTPUTF8 },
-		{ "DSN", PX_CAP_DSN }, { "CHUNKING", PX_CAP_CHUNKING },
-		{ "XCLIENT", PX_CAP_XCLIENT }, { "XFORWARD", PX_CAP_XFORWARD },
-		{ "STARTTLS", PX_CAP_STARTTLS }, { "ENHANCEDSTATUSCODES", PX_CAP_ENHANCED },
-	};
-	const char *line;
-	unsigned caps = 0;
-	size_t i, n;
+	char text[8192];
+	const char *line, *nl;
+	size_t len = 0, n;
 
-	for (line = strstr(reply, "\r\n"); line != NULL; line = strstr(line, "\r\n")) {
-		line += 2;
-		if (strlen(line) < 4)
-			break;
-		n = strcspn(line + 4, " \r");
-		for (i = 0; i < sizeof(table) / sizeof(table[0]); i++)
-			if (strlen(table[i].kw) == n && strncasecmp(line + 4, table[i].kw, n) == 0)
-				caps |= table[i].cap;
+	for (line = reply; (nl = strstr(line, "\r\n")) != NULL && len < sizeof(text) - 1;
+	     line = nl + 2) {
+		n = (size_t)(nl - line) > 4 ? (size_t)(nl - line) - 4 : 0;
+		if (n > sizeof(text) - 2 - len)
+			n = sizeof(text) - 2 - len;
+		if (len > 0)
+			text[len++] = '\n';
+		memcpy(text + len, line + 4, n);
+		len += n;
 	}
-	return caps;
+	text[len] = '\0';
+	return px_backend_caps_parse(text);
 }
 
 /* px_backend_caps_probe - one short conversation; logs what it learned */

@@ -407,8 +407,9 @@ static void rs_pump(struct rs *rs)
 	}
 }
 
-/* caps_parse - EHLO keywords (lines after the first) */
-static unsigned caps_parse(const char *text)
+/* px_backend_caps_parse - EHLO keywords (lines after the first; '\n'-joined,
+ * without reply codes) */
+unsigned px_backend_caps_parse(const char *text)
 {
 	static const struct { const char *kw; unsigned cap; } table[] = {
 		{ "PIPELINING", PX_CAP_PIPELINING }, { "SIZE", PX_CAP_SIZE },
@@ -596,7 +597,7 @@ static void rs_on_ehlo(struct rs *rs, int code, const char *text)
 		rs_fail(rs, 451, "4.4.1", "backend refused EHLO");
 		return;
 	}
-	rs->caps = caps_parse(text);
+	rs->caps = px_backend_caps_parse(text);
 	px_backend_caps_note(rs->caps);
 	if (rs_setup(rs, text))
 		return;
