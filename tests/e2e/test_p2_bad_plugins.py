@@ -138,12 +138,18 @@ def test_bad_plugin_option_value_file_line(plugin, posternd_bin, make_posternd):
 
 
 def test_configure_failure_reported(plugin, posternd_bin, make_posternd):
-    d = setup_conf(make_posternd, "smtp:127.0.0.1:25",
-                   {"50-example.conf": px.plugin_section("example", path=plugin("example"),
-                                                         reject_senders=["nodomain"])})
+    """configure() returning -1: the plugin's own message, with the file and
+    the line of the plugin's section."""
+    text = "# the example plugin\n# with a bad list\n\n" + px.plugin_section(
+        "example", path=plugin("example"), reject_senders=["nodomain"])
+    d = setup_conf(make_posternd, "smtp:127.0.0.1:25", {"50-example.conf": text})
+    conf_d = os.path.join(os.path.dirname(d.conf), "conf.d", "50-example.conf")
+    line = text.splitlines().index('plugin "example" {') + 1
     r = px.run_check(posternd_bin, d.conf)
     assert r.returncode == 1, (r.returncode, r.stderr)
-    assert "example" in r.stderr and "'nodomain' is neither an address" in r.stderr, r.stderr
+    assert "'nodomain' is neither an address" in r.stderr, r.stderr
+    assert re.search(r"^%s:%d: .*example.*'nodomain' is neither" % (re.escape(conf_d), line),
+                     r.stderr, re.M), r.stderr
 
 
 # ---- contained at run time -----------------------------------------------
