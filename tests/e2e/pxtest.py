@@ -495,11 +495,17 @@ class SmtpSink:
         return "%s:%d" % (HOST, self.port)
 
     def files(self):
+        """Dump files, oldest first. smtp-sink removes the file of a
+        transaction that dies early, so one may vanish while we look."""
         out = []
         for root, _dirs, names in os.walk(self.dumpdir):
             for n in names:
-                out.append(os.path.join(root, n))
-        return sorted(out, key=lambda p: (os.stat(p).st_mtime_ns, p))
+                p = os.path.join(root, n)
+                try:
+                    out.append((os.stat(p).st_mtime_ns, p))
+                except FileNotFoundError:
+                    continue
+        return [p for _, p in sorted(out)]
 
     def messages(self, complete_only=True):
         """The dumped transactions, oldest first. smtp-sink creates a dump file
