@@ -272,6 +272,7 @@ static int entry_build(struct px_chain_entry *e, const struct px_plugin_spec *s,
 int px_chain_add(struct px_chain *c, const struct px_plugin_spec *spec, char *err, size_t errlen)
 {
 	struct px_chain_entry *v = realloc(c->v, (c->n + 1) * sizeof(*v)), *e;
+	int rc;
 
 	if (v == NULL) {
 		snprintf(err, errlen, "%s:%d: out of memory", spec->file, spec->line);
@@ -279,7 +280,10 @@ int px_chain_add(struct px_chain *c, const struct px_plugin_spec *spec, char *er
 	}
 	c->v = v;
 	e = memset(&c->v[c->n], 0, sizeof(*e));
-	if (entry_build(e, spec, err, errlen) < 0) {
+	px_current_plugin_name = spec->name;       /* names the plugin's own log lines */
+	rc = entry_build(e, spec, err, errlen);
+	px_current_plugin_name = NULL;
+	if (rc < 0) {
 		entry_free(e);
 		return -1;
 	}

@@ -286,7 +286,32 @@ static void call_work(void *arg)
 	px_current_invocation = NULL;
 }
 
-/* call_done - back on the base: the hook returned */
+/* pending_add, pending_remove - the txn's calls that a resume() may end,
+ * oldest first (lock held) */
+static void pending_add(struct px_txn *t, struct px_invocation *inv)
+{
+	struct px_invocation **pp;
+
+	for (pp = &t->pending; *pp != NULL; pp = &(*pp)->next_pending)
+		;
+	inv->next_pending = NULL;
+	*pp = inv;
+}
+
+static void pending_remove(struct px_txn *t, struct px_invocation *inv)
+{
+	struct px_invocation **pp;
+
+	for (pp = &t->pending; *pp != NULL; pp = &(*pp)->next_pending)
+		if (*pp == inv) {
+			*pp = inv->next_pending;
+			return;
+		}
+}
+
+/* call_done - back on the base: the hook returned. A PENDING call (even an
+ * abandoned one) stays, with its txn reference, until resume() ends it: the
+ * plugin may still hold the txn. */
 static void call_done(void *arg)
 {
 	struct px_call *c = arg;
@@ -295,17 +320,14 @@ static void call_done(void *arg)
 
 	pthread_mutex_lock(&t->lock);
 	c->work_done = 1;
-	wait = c->verdict == PX_PENDING && !c->resumed && !c->inv.stale;
-	if (!wait && t->pending == &c->inv)
-		t->pending = NULL;
+	wait = c->verdict == PX_PENDING && !c->resumed;
+	if (!wait)
+		pending_remove(t, &c->inv);
 	pthread_mutex_unlock(&t->lock);
-	if (c->finished) {                /* abandoned earlier by the timer */
-		call_free(c);
-		return;
-	}
 	if (wait)
-		return;                       /* resume() or the timer will come */
-	call_answer(c, c->verdict == PX_PENDING ? c->resume_verdict : c->verdict);
+		return;                       /* resume() will come */
+	if (!c->finished)
+		call_answer(c, c->verdict == PX_PENDING ? c->resume_verdict : c->verdict);
 	call_free(c);
 }
 
@@ -319,42 +341,40 @@ static void call_resumed(evutil_socket_t fd, short what, void *arg)
 	call_free(c);
 }
 
-/* px_chain_resume - host->resume (any thread) */
+/* px_chain_resume - host->resume (any thread): ends the oldest call of the
+ * txn that has not been resumed. One PENDING per hook and one resume per
+ * PENDING (the ABI's rule) keep that the caller's own; an abandoned call is
+ * ended here too, so its txn reference goes. */
 void px_chain_resume(struct px_txn *t, enum px_verdict verdict)
 {
 	struct px_call *c;
 
 	pthread_mutex_lock(&t->lock);
 	c = (struct px_call *)t->pending;
-	if (c != NULL && !c->resumed && !c->inv.stale) {
+	if (c != NULL) {
+		pending_remove(t, &c->inv);
 		c->resumed = 1;
 		c->resume_verdict = verdict;
-		t->pending = NULL;
 		if (c->work_done)
 			event_active(c->resume_ev, EV_TIMEOUT, 0);
 	}
 	pthread_mutex_unlock(&t->lock);
 }
 
-/* run_timeout - the plugin overran its budget */
+/* run_timeout - the plugin overran its budget: the call is abandoned, and
+ * freed later by call_done or call_resumed */
 static void run_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_run *r = arg;
 	struct px_call *c = r->call;
 	struct px_txn *t = r->ctx.txn;
-	int free_now;
 
 	pthread_mutex_lock(&t->lock);
 	c->inv.stale = 1;
-	if (t->pending == &c->inv)
-		t->pending = NULL;
-	free_now = c->work_done;          /* PENDING with no resume: the worker is done */
 	pthread_mutex_unlock(&t->lock);
 	c->finished = 1;
 	r->call = NULL;
 	on_error(r, c->inv.plugin, "timeout");
-	if (free_now)
-		call_free(c);
 }
 
 /* run_call - hand one hook to the pool */
@@ -378,7 +398,7 @@ static void run_call(struct px_run *r, size_t idx, px_hook_fn hook)
 	c->conf = e->conf;
 	clock_gettime(CLOCK_MONOTONIC, &c->t0);
 	pthread_mutex_lock(&t->lock);
-	t->pending = &c->inv;             /* so an early resume() finds it */
+	pending_add(t, &c->inv);          /* so an early resume() finds it */
 	pthread_mutex_unlock(&t->lock);
 	r->call = c;
 	evtimer_add(r->timer, &tv);
@@ -386,7 +406,7 @@ static void run_call(struct px_run *r, size_t idx, px_hook_fn hook)
 		evtimer_del(r->timer);
 		r->call = NULL;
 		pthread_mutex_lock(&t->lock);
-		t->pending = NULL;
+		pending_remove(t, &c->inv);
 		pthread_mutex_unlock(&t->lock);
 		call_free(c);
 		on_error(r, (unsigned)idx, "pool-full");

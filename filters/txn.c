@@ -23,6 +23,7 @@ const char *const px_stage_names[PX_STAGE_COUNT] = {
 };
 
 __thread struct px_invocation *px_current_invocation;
+__thread const char *px_current_plugin_name;
 
 /* A list of allocations freed together (per transaction or per invocation) */
 struct px_mem {
@@ -268,8 +269,9 @@ static struct px_invocation *live_invocation(struct px_txn *t)
 {
 	struct px_invocation *inv = px_current_invocation;
 
-	if (inv == NULL || inv->txn != t)
-		inv = t->pending;
+	if (inv == NULL || inv->txn != t)       /* another thread: a PENDING plugin's */
+		for (inv = t->pending; inv != NULL && inv->stale; inv = inv->next_pending)
+			;
 	return (inv != NULL && !inv->stale) ? inv : NULL;
 }
 
@@ -289,7 +291,7 @@ static void host_log(struct px_txn *t, enum px_log_prio prio, const char *fmt, .
 	va_end(ap);
 	if (t == NULL) {                /* load, configure: no session */
 		px_log((enum px_log_level)(prio > PX_PRIO_DEBUG ? PX_PRIO_DEBUG : prio), NULL,
-		       "plugin %s", line);
+		       "plugin=%s %s", px_current_plugin_name ? px_current_plugin_name : "?", line);
 		return;
 	}
 	px_log((enum px_log_level)(prio > PX_PRIO_DEBUG ? PX_PRIO_DEBUG : prio), t->sid,

@@ -69,6 +69,7 @@ struct px_invocation {
 	enum px_stage stage;
 	int stale;                /* abandoned: its host calls are ignored */
 	struct px_mem *mem;       /* copies handed to the hook */
+	struct px_invocation *next_pending;   /* txn->pending list */
 };
 
 struct px_txn {
@@ -97,7 +98,7 @@ struct px_txn {
 	char reply_text[512];
 	void **slots;             /* one per chain entry */
 	struct px_mem *arena;     /* host->alloc, per transaction */
-	struct px_invocation *pending;  /* a hook that returned PX_PENDING */
+	struct px_invocation *pending;  /* calls a resume() may end, oldest first */
 	struct px_policy_view view;     /* the transaction's (its first recipient's) */
 	int have_view;
 	int txn_allowed;          /* allow-listed sender or network: no chain */
@@ -139,6 +140,8 @@ const struct px_host *px_host_services(void);
 
 /* The invocation running on this thread (set by chain.c around a hook) */
 extern __thread struct px_invocation *px_current_invocation;
+/* The plugin section being loaded or configured on this thread, for its logs */
+extern __thread const char *px_current_plugin_name;
 void px_mem_free(struct px_mem *m);
 
 #endif

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -140,21 +141,32 @@ int px_workpool_submit(struct px_workpool *pool, struct event_base *base, px_wor
 	return 0;
 }
 
-/* px_workpool_free - drain and join */
-void px_workpool_free(struct px_workpool *pool)
+/* px_workpool_free - drain and join, waiting at most PX_WORKPOOL_JOIN_MS in
+ * all; 0 when every thread ended, -1 when one is still inside a job (a hook
+ * that never returns): then the pool is left allocated, since that thread
+ * will still touch it, and the caller must not free what jobs may reach */
+int px_workpool_free(struct px_workpool *pool)
 {
+	struct timespec deadline;
 	unsigned i;
+	int stuck = 0;
 
 	if (pool == NULL)
-		return;
+		return 0;
 	pthread_mutex_lock(&pool->lock);
 	pool->stopping = 1;
 	pthread_cond_broadcast(&pool->cond);
 	pthread_mutex_unlock(&pool->lock);
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += PX_WORKPOOL_JOIN_MS / 1000;
 	for (i = 0; i < pool->nthreads; i++)
-		pthread_join(pool->threads[i], NULL);
+		if (pthread_timedjoin_np(pool->threads[i], NULL, &deadline) != 0)
+			stuck = 1;
+	if (stuck)
+		return -1;
 	pthread_mutex_destroy(&pool->lock);
 	pthread_cond_destroy(&pool->cond);
 	free(pool->threads);
 	free(pool);
+	return 0;
 }

@@ -26,7 +26,11 @@ struct px_workpool *px_workpool_new(unsigned threads, unsigned queue_max, char *
 /* px_workpool_submit - queue work; done runs later on base. 0, or -1 when full */
 int px_workpool_submit(struct px_workpool *pool, struct event_base *base, px_work_fn work,
 		       px_done_fn done, void *arg);
-/* px_workpool_free - finish queued jobs, join the threads */
-void px_workpool_free(struct px_workpool *pool);
+#define PX_WORKPOOL_JOIN_MS 5000
+
+/* px_workpool_free - finish queued jobs, join the threads (bounded); 0, or -1
+ * when a job is still running: then nothing its done callback reaches (the
+ * event bases) may be freed */
+int px_workpool_free(struct px_workpool *pool);
 
 #endif

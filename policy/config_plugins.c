@@ -126,24 +126,48 @@ static int option_set(struct section *s, const char *key, const char *value, con
 	return kv_set(&s->kv[s->nkv++], key, value, file, line);
 }
 
-/* line_of - the line of "title" in text, then of "key =" after it */
+/* next_line - the line after p, or NULL */
+static const char *next_line(const char *p)
+{
+	const char *nl = strchr(p, '\n');
+
+	return nl ? nl + 1 : NULL;
+}
+
+/* opens_section - the line at p starts `plugin "TITLE"` (needle: "\"TITLE\"") */
+static int opens_section(const char *p, const char *needle)
+{
+	const char *hit = strstr(p, needle);
+
+	return strncmp(p, "plugin", 6) == 0 && hit != NULL && hit < p + strcspn(p, "\n");
+}
+
+/* sets_key - the line at p starts "KEY =" */
+static int sets_key(const char *p, const char *key)
+{
+	size_t k = strlen(key);
+
+	return strncmp(p, key, k) == 0 && (p[k] == ' ' || p[k] == '\t' || p[k] == '=');
+}
+
+/* line_of - the line of the section titled title in text, or (key given) of
+ * "key =" inside it; dflt when not found. libconfuse keeps no line per key. */
 static int line_of(const char *text, const char *title, const char *key, int dflt)
 {
 	char needle[300];
-	const char *p, *line;
-	int n = 1, in = key == NULL;
+	const char *line, *p;
+	int n, in = 0;
 
 	snprintf(needle, sizeof(needle), "\"%s\"", title);
-	for (line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL, n++) {
+	for (line = text, n = 1; line != NULL && *line; line = next_line(line), n++) {
 		p = line + strspn(line, " \t");
-		if (!in && strncmp(p, "plugin", 6) == 0 && strstr(p, needle) &&
-		    strstr(p, needle) < (strchr(p, '\n') ? strchr(p, '\n') : p + strlen(p)))
-			in = 1;
-		if (in && key == NULL)
+		if (!in) {
+			in = opens_section(p, needle);
+			if (in && key == NULL)
+				return n;
+		} else if (key != NULL && sets_key(p, key)) {
 			return n;
-		if (in && key && strncmp(p, key, strlen(key)) == 0 &&
-		    strchr(" \t=", p[strlen(key)]))
-			return n;
+		}
 	}
 	return dflt;
 }

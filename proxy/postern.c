@@ -66,7 +66,7 @@ struct tester {
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: postern [-c FILE] [-o key=value]... check\n"
+		"usage: postern [-c FILE] [-o key=value]... check [-v]\n"
 		"       postern [-c FILE] [-o key=value]... test --client-ip ADDR [--client-name NAME]\n"
 		"               [--helo NAME] --from ADDR --rcpt ADDR [--rcpt ADDR]... [--tls]\n"
 		"               [--login NAME] < message\n"
@@ -74,8 +74,21 @@ static void usage(void)
 	exit(EXIT_ERROR);
 }
 
-/* cmd_check - load, print, exit */
-static int cmd_check(struct px_config *cfg)
+/* print_options - a plugin's option table, with defaults and help */
+static void print_options(const struct px_plugin *p)
+{
+	static const char *const types[] = { "", "string", "int", "bool", "duration", "size",
+					     "list" };
+	const struct px_option *o;
+
+	for (o = p->options; o != NULL && o->name != NULL; o++)
+		printf("#     %s (%s, default %s): %s\n", o->name,
+		       (unsigned)o->type <= PX_OPT_LIST ? types[o->type] : "?",
+		       o->dflt ? o->dflt : "none", o->help ? o->help : "");
+}
+
+/* cmd_check - load, print, exit; verbose adds each plugin's options */
+static int cmd_check(struct px_config *cfg, int verbose)
 {
 	const struct px_chain *c = cfg->chain;
 	size_t i;
@@ -88,6 +101,11 @@ static int cmd_check(struct px_config *cfg)
 		       c->v[i].plugin->abi_minor, c->v[i].path, c->v[i].timeout_ms,
 		       c->v[i].on_error_accept ? "accept" : "tempfail",
 		       c->v[i].monitor ? " monitor" : "");
+	for (i = 0; verbose && c != NULL && i < c->n; i++) {
+		printf("# %s: %s\n", c->v[i].name, c->v[i].plugin->description ?
+		       c->v[i].plugin->description : "");
+		print_options(c->v[i].plugin);
+	}
 	return EXIT_ACCEPT;
 }
 
@@ -338,7 +356,7 @@ int main(int argc, char **argv)
 	struct px_config *cfg;
 	size_t nov = 0;
 	char err[16384];
-	int c, rc;
+	int c, rc, verbose = 0;
 
 	while ((c = getopt(argc, argv, "+c:o:")) != -1) {
 		if (c == 'c')
@@ -353,8 +371,10 @@ int main(int argc, char **argv)
 	px_log_open("postern", 1, PX_LOG_WARN);
 	if (strcmp(argv[optind], "test") == 0)
 		parse_test_args(argc - optind, argv + optind, &targs);
-	else if (strcmp(argv[optind], "check") != 0 || optind + 1 != argc)
+	else if (strcmp(argv[optind], "check") != 0 || optind + 2 < argc ||
+		 (optind + 2 == argc && strcmp(argv[optind + 1], "-v") != 0))
 		usage();
+	verbose = optind + 2 == argc;
 	if (px_config_load(config, overrides, nov, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return EXIT_ERROR;
@@ -362,7 +382,7 @@ int main(int argc, char **argv)
 	px_log_set_level(cfg->log_level < PX_LOG_WARN ? (enum px_log_level)cfg->log_level :
 			 PX_LOG_WARN);
 	signal(SIGPIPE, SIG_IGN);
-	rc = targs.nrcpts ? cmd_test(cfg, &targs) : cmd_check(cfg);
+	rc = targs.nrcpts ? cmd_test(cfg, &targs) : cmd_check(cfg, verbose);
 	px_config_unref(cfg);
 	px_plugins_unload();
 	return rc;

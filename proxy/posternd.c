@@ -141,7 +141,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	rc = px_server_run(srv);
-	px_server_free(srv);
-	px_plugins_unload();
+	if (px_server_free(srv) == 0)
+		px_plugins_unload();
 	return rc == 0 ? 0 : 1;
 }

@@ -438,11 +438,19 @@ int px_server_run(struct px_server *srv)
 	return 0;
 }
 
-/* px_server_free - after run returned; open sessions are dropped */
-void px_server_free(struct px_server *srv)
+/* px_server_free - after run returned; open sessions are dropped. -1 (and
+ * nothing freed) when a plugin hook is still running after the pool's wait */
+int px_server_free(struct px_server *srv)
 {
 	size_t i, j;
+	/* the pool first: a hook that overran its budget may still be running,
+	 * and its completion is posted to a worker's event base */
+	int idle = px_workpool_free(srv->pool) == 0;
 
+	if (!idle) {            /* it may still read its conf: free nothing, exit */
+		px_log(PX_LOG_WARN, NULL, "stop plugin-hook-still-running=yes");
+		return -1;
+	}
 	for (i = 0; i < srv->nworkers; i++) {
 		for (j = 0; j < srv->nfds; j++)
 			if (srv->workers[i].listeners[j])
@@ -458,9 +466,9 @@ void px_server_free(struct px_server *srv)
 	}
 	free(srv->addresses);
 	px_tls_free_all();
-	px_workpool_free(srv->pool);
 	free(srv->workers);
 	free(srv->fds);
 	px_config_unref(srv->cfg);
 	free(srv);
+	return 0;
 }

@@ -24,7 +24,8 @@ struct px_server *px_server_new(struct px_config *cfg, const char *path,
 				char *err, size_t errlen);
 /* px_server_run - start the workers and serve until a stop signal; 0 on a clean stop */
 int px_server_run(struct px_server *srv);
-void px_server_free(struct px_server *srv);
+/* px_server_free - 0, or -1 when a plugin hook still runs (nothing freed) */
+int px_server_free(struct px_server *srv);
 
 /* px_server_config - the current generation, with a reference for the caller */
 struct px_config *px_server_config(struct px_server *srv);
