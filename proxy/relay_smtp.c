@@ -549,15 +549,19 @@ static void rs_on_tls_up(struct rs *rs)
 	rs_send_ehlo(rs, NULL);
 }
 
-/* rs_on_xclient - 220: EHLO again; a refusal is logged and we go on without */
+/* rs_on_xclient - accepted: EHLO again (Postfix answers with a new 220
+ * greeting; smtp-sink and others with 250, after which EHLO is harmless); a
+ * refusal is logged and we go on without */
 static void rs_on_xclient(struct rs *rs, int code, const char *text)
 {
-	if (code == 220) {
+	char q[300];
+
+	if (code == 220 || code / 100 == 2) {
 		rs_send_ehlo(rs, rs->rl->client.helo);
 		return;
 	}
-	px_log(PX_LOG_WARN, rs->rl->client.sid, "relay xclient refused reply=%d text=\"%.100s\"",
-	       code, text);
+	px_log(PX_LOG_WARN, rs->rl->client.sid, "relay xclient refused reply=%d text=%s", code,
+	       px_log_quote(q, sizeof(q), text, strlen(text)));
 	rs_enter_state(rs, RS_READY);
 	rs_pump(rs);
 }
