@@ -330,3 +330,26 @@ int px_hostport_split(const char *text, const char *dflt_port, char *host, size_
 	snprintf(err, errlen, "'%s': %s", text, why);
 	return -1;
 }
+
+/* px_sockaddr_key - the address as 16 bytes, IPv4 mapped */
+void px_sockaddr_key(const struct sockaddr *sa, unsigned char key[16])
+{
+	memset(key, 0, 16);
+	if (sa->sa_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	}
+}
+
+/* px_key_hash - FNV-1a */
+unsigned px_key_hash(const unsigned char key[16])
+{
+	unsigned h = 2166136261u;
+	int i;
+
+	for (i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 16777619u;
+	return h;
+}

@@ -26,6 +26,12 @@ int px_cidr_match_any(const struct px_cidr *nets, size_t n, const struct sockadd
 /* px_cidr_format - "192.0.2.0/24" */
 char *px_cidr_format(const struct px_cidr *net, char *out, size_t outlen);
 
+/* px_sockaddr_key - 16 bytes naming the address (IPv4 as IPv4-mapped IPv6),
+ * for tables keyed by client address; other families give all zeros */
+void px_sockaddr_key(const struct sockaddr *sa, unsigned char key[16]);
+/* px_key_hash - FNV-1a of such a key */
+unsigned px_key_hash(const unsigned char key[16]);
+
 /* px_sockaddr_ntop - address only: "192.0.2.1", "2001:db8::1" (mapped v4 unmapped) */
 char *px_sockaddr_ntop(const struct sockaddr *sa, char *out, size_t outlen);
 /* px_sockaddr_port - the port, host byte order */

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "auth_throttle.h"
+#include "common/netaddr.h"
 
 #define SLOTS 4096
 
@@ -34,28 +35,11 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* key_of - 16 bytes for the address (IPv4 as mapped IPv6) */
-static void key_of(const struct sockaddr *sa, unsigned char key[16])
-{
-	memset(key, 0, 16);
-	if (sa->sa_family == AF_INET) {
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-	} else if (sa->sa_family == AF_INET6) {
-		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-	}
-}
-
 /* slot_of - the slot for key (lock held); NULL if another address holds it */
 static struct slot *slot_of(const unsigned char key[16], int claim)
 {
-	unsigned h = 2166136261u;
-	struct slot *sl;
-	int i;
+	struct slot *sl = &slots[px_key_hash(key) % SLOTS];
 
-	for (i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 16777619u;
-	sl = &slots[h % SLOTS];
 	if (memcmp(sl->key, key, 16) == 0)
 		return sl;
 	if (!claim)
@@ -73,7 +57,7 @@ int px_auth_throttled(const struct sockaddr *sa, unsigned max, unsigned window_m
 	struct slot *sl;
 	int hit;
 
-	key_of(sa, key);
+	px_sockaddr_key(sa, key);
 	pthread_mutex_lock(&lock);
 	sl = slot_of(key, 0);
 	hit = sl != NULL && sl->failures >= max && now_ms() - sl->since < window_ms;
@@ -88,7 +72,7 @@ void px_auth_failed(const struct sockaddr *sa, unsigned window_ms)
 	struct slot *sl;
 	uint64_t now = now_ms();
 
-	key_of(sa, key);
+	px_sockaddr_key(sa, key);
 	pthread_mutex_lock(&lock);
 	sl = slot_of(key, 1);
 	if (sl->failures == 0 || now - sl->since >= window_ms) {
@@ -105,7 +89,7 @@ void px_auth_succeeded(const struct sockaddr *sa)
 	unsigned char key[16];
 	struct slot *sl;
 
-	key_of(sa, key);
+	px_sockaddr_key(sa, key);
 	pthread_mutex_lock(&lock);
 	if ((sl = slot_of(key, 0)) != NULL)
 		sl->failures = 0;

@@ -73,27 +73,10 @@ struct px_server {
 	struct conn_count *buckets[CONN_BUCKETS];
 };
 
-/* addr_key - 16 bytes identifying the client address (v4 as mapped v6) */
-static void addr_key(const struct sockaddr *sa, unsigned char key[16])
-{
-	memset(key, 0, 16);
-	if (sa->sa_family == AF_INET) {
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-	} else if (sa->sa_family == AF_INET6) {
-		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-	}
-}
-
-/* addr_bucket - FNV-1a over the key */
+/* addr_bucket - the counter table's bucket for a key */
 static unsigned addr_bucket(const unsigned char key[16])
 {
-	unsigned h = 2166136261u;
-	int i;
-
-	for (i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 16777619u;
-	return h % CONN_BUCKETS;
+	return px_key_hash(key) % CONN_BUCKETS;
 }
 
 /* conn_find - the counter for an address, created on demand (lock held) */
@@ -135,7 +118,7 @@ static const char *conn_open_locked(struct px_server *srv, const struct sockaddr
 	struct conn_count *c;
 	const char *why = NULL;
 
-	addr_key(sa, key);
+	px_sockaddr_key(sa, key);
 	if (!moving && srv->conns >= l->connections_max)
 		why = "too many connections";
 	else if ((c = conn_find(srv, key, 1)) == NULL)
@@ -189,7 +172,7 @@ static void conn_uncount_locked(struct px_server *srv, const struct sockaddr *sa
 	unsigned char key[16];
 	struct conn_count **pp, *c;
 
-	addr_key(sa, key);
+	px_sockaddr_key(sa, key);
 	for (pp = &srv->buckets[addr_bucket(key)]; (c = *pp) != NULL; pp = &c->next) {
 		if (memcmp(c->addr, key, 16) == 0) {
 			if (--c->count == 0) {
