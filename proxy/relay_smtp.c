@@ -566,18 +566,25 @@ static void rs_on_xclient(struct rs *rs, int code, const char *text)
 	rs_pump(rs);
 }
 
-/* rs_bdat_start - "BDAT n LAST" is out: the body follows at once, raw */
-static void rs_bdat_start(struct rs *rs, struct rs_cmd *c)
+/* rs_body_start - the entry becomes the end-of-data marker and the message
+ * streams: raw after "BDAT n LAST", dot-stuffed after DATA's 354 */
+static void rs_body_start(struct rs *rs, struct rs_cmd *c, int raw)
 {
 	c->kind = K_DOT;
 	c->expect = rs->lmtp ? rs->rcpt_ok : 1;
 	rs->streaming = 1;
-	rs->raw = 1;
+	rs->raw = raw;
 	rs->body_off = 0;
 	rs->at_bol = 1;
 	bufferevent_set_timeouts(rs->bev, NULL, NULL);
 	rs_set_timeout(rs, rs->rl->cfg->timeouts.backend_data);
 	rs_stream_body(rs);
+}
+
+/* rs_bdat_start - "BDAT n LAST" is out: the body follows at once, raw */
+static void rs_bdat_start(struct rs *rs, struct rs_cmd *c)
+{
+	rs_body_start(rs, c, 1);
 }
 
 /* rs_on_greeting - 220, then EHLO or LHLO */
@@ -609,8 +616,6 @@ static void rs_on_ehlo(struct rs *rs, int code, const char *text)
 	rs_pump(rs);
 }
 
-static void rs_stream_body(struct rs *rs);
-
 /* rs_on_data - 354 turns the entry into the end-of-data marker */
 static void rs_on_data(struct rs *rs, struct rs_cmd *c, const struct px_reply *r)
 {
@@ -622,16 +627,8 @@ static void rs_on_data(struct rs *rs, struct rs_cmd *c, const struct px_reply *r
 		cmd_free(c);
 		return;
 	}
-	c->kind = K_DOT;
-	c->expect = rs->lmtp ? rs->rcpt_ok : 1;
-	rs->raw = 0;
 	rs->outstanding++;                  /* the reply(ies) to "." */
-	rs->streaming = 1;
-	rs->body_off = 0;
-	rs->at_bol = 1;
-	bufferevent_set_timeouts(rs->bev, NULL, NULL);
-	rs_set_timeout(rs, rs->rl->cfg->timeouts.backend_data);
-	rs_stream_body(rs);
+	rs_body_start(rs, c, 0);
 }
 
 /* dot_aggregate - one reply to "." (LMTP: one per recipient) */
