@@ -561,7 +561,7 @@ static int cb_text(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 
 static cfg_opt_t limits_opts[] = {
 	CFG_INT_CB("command_line_max", 2048, CFGF_NONE, cb_number),
-	CFG_INT_CB("text_line_max", 1000, CFGF_NONE, cb_number),
+	CFG_INT_CB("text_line_max", MIB, CFGF_NONE, cb_number),
 	CFG_INT_CB("message_size_max", 50 * MIB, CFGF_NONE, cb_number),
 	CFG_INT_CB("recipients_max", 1000, CFGF_NONE, cb_number),
 	CFG_INT_CB("errors_max", 20, CFGF_NONE, cb_number),
@@ -1532,10 +1532,19 @@ static struct px_config *config_load_locked(const char *path, const char *const 
 	return conf;
 }
 
+static px_config_hook load_hook;
+
+/* px_config_set_load_hook - run fn on each generation loaded from now on */
+void px_config_set_load_hook(px_config_hook fn)
+{
+	__atomic_store_n(&load_hook, fn, __ATOMIC_RELEASE);
+}
+
 /* px_config_load - read path (+ conf.d beside it) and overrides into *out */
 int px_config_load(const char *path, const char *const *overrides, size_t noverrides,
 		   struct px_config **out, char *err, size_t errlen)
 {
+	px_config_hook hook;
 	struct config_errors errs = { .buf = err, .size = errlen };
 	struct px_config *conf;
 
@@ -1554,6 +1563,8 @@ int px_config_load(const char *path, const char *const *overrides, size_t noverr
 	if (!conf)
 		return -1;
 	conf->generation = __atomic_add_fetch(&config_generation, 1, __ATOMIC_RELAXED);
+	if ((hook = __atomic_load_n(&load_hook, __ATOMIC_ACQUIRE)) != NULL)
+		hook(conf);
 	*out = conf;
 	return 0;
 }

@@ -50,7 +50,7 @@ struct px_backend_spec {
 
 struct px_limits {
 	size_t command_line_max;        /* bytes incl. CRLF; 512 minimum (RFC 5321 4.5.3.1.4) */
-	size_t text_line_max;           /* bytes incl. CRLF in DATA; 1000 per RFC 5321 */
+	size_t text_line_max;           /* bytes incl. CRLF, DATA and BDAT; 1M (1000 = RFC 5321) */
 	size_t message_size_max;        /* SIZE advertised and enforced */
 	unsigned recipients_max;        /* per message */
 	unsigned errors_max;            /* per session, then 421 */
@@ -152,6 +152,16 @@ struct px_config {
  */
 int px_config_load(const char *path, const char *const *overrides, size_t noverrides,
 		   struct px_config **out, char *err, size_t errlen);
+
+/*
+ * px_config_set_load_hook - fn runs on every generation px_config_load builds,
+ * on the loading thread, before the generation is returned (at start and at
+ * each reload). The program's own work on a new configuration goes there:
+ * posternd resolves the backend name (proxy/backend_addr.c), since the
+ * configuration itself knows no transport. NULL removes it.
+ */
+typedef void (*px_config_hook)(const struct px_config *cfg);
+void px_config_set_load_hook(px_config_hook fn);
 
 struct px_config *px_config_ref(struct px_config *cfg);
 void px_config_unref(struct px_config *cfg);

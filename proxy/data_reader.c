@@ -6,8 +6,12 @@
  *
  *	void px_data_reader_init(struct px_data_reader *r,
  *		size_t text_line_max, size_t size_max, int normalize_bare);
+ *	void px_data_reader_init_raw(struct px_data_reader *r,
+ *		size_t text_line_max, size_t size_max, int normalize_bare);
  *	long px_data_reader_feed(struct px_data_reader *r, const char *in,
  *		size_t len, px_data_sink sink, void *arg, int *done);
+ *	int px_data_reader_finish(struct px_data_reader *r,
+ *		px_data_sink sink, void *arg);
  * DESCRIPTION
  *	A byte-at-a-time state machine whose only per-byte work is a word-wide
  *	scan for CR, LF and NUL; everything between those bytes is copied to
@@ -15,22 +19,29 @@
  *	cut only where output differs from input (a dropped stuffing dot, a
  *	CR or LF added by normalisation, the dropped terminator) and at the end
  *	of each fed chunk, so the output and the flags do not depend on how the
- *	input was split.
+ *	input was split. Nothing is buffered: a line of any length streams
+ *	through in runs, and only its length is counted.
  *
  *	Line starts: the start of data and the byte after a real CR LF are
- *	"eligible" (".CRLF" there ends the data); with normalize_bare, the byte
- *	after a bare CR or bare LF also starts a line, but only for unstuffing,
- *	line counting and line length. A dot at any line start is dropped
- *	unless it begins the terminator.
+ *	"eligible" (".CRLF" there ends the data, and a dot there is a stuffing
+ *	dot, dropped unless it begins the terminator). With normalize_bare,
+ *	a bare CR or bare LF also ends a line, but only for line counting and
+ *	line length: a dot after it is text (the client did not stuff it,
+ *	since for SMTP no line started there), so it is kept.
  *
  *	A CR is always passed on at once: if it proves bare and normalisation
  *	is on, the LF is added after it. The one CR held back is the one after
  *	an eligible dot, which may be the terminator's.
  *
+ *	Raw mode (BDAT, RFC 3030) has no line starts at all: no unstuffing
+ *	and no terminator; the same checks and normalisation apply, and
+ *	px_data_reader_finish judges a CR left at the very end.
+ *
  *	Line length is counted on the input (stuffing dot and line end
  *	included), as the client sent it.
  * STANDARDS
- *	RFC 5321 4.1.1.4 (DATA), 4.5.2 (transparency), 4.5.3.1.6 (text line).
+ *	RFC 5321 4.1.1.4 (DATA), 4.5.2 (transparency), 4.5.3.1.6 (text line);
+ *	RFC 3030 (BDAT).
  */
 #include <stdint.h>
 #include <string.h>
@@ -43,7 +54,6 @@ enum {
 	ST_CR,            /* after a CR that was passed on */
 	ST_DOT,           /* after a dropped dot at an eligible line start */
 	ST_DOT_CR,        /* after ".CR" at an eligible line start; CR held */
-	ST_BOL_BARE,      /* line start after a normalised bare CR or LF */
 	ST_DONE
 };
 
@@ -145,19 +155,17 @@ static void line_end(struct px_data_reader *r)
 	r->lines++;
 }
 
-/* bare_end - a bare CR or LF was seen (flag); with normalisation it ends a line */
+/* bare_end - a bare CR or LF was seen (flag); with normalisation it ends a
+ * line, but what follows is text: no line start, so no unstuffing */
 static void bare_end(struct feed *f, unsigned flag)
 {
 	f->r->flags |= flag;
-	if (f->r->normalize_bare) {
+	if (f->r->normalize_bare)
 		line_end(f->r);
-		f->r->state = ST_BOL_BARE;
-	} else {
-		f->r->state = ST_TEXT;
-	}
+	f->r->state = ST_TEXT;
 }
 
-/* step_bol - at a line start: drop a stuffing dot, else go on as text */
+/* step_bol - at an eligible line start: drop a stuffing dot, else go on as text */
 static void step_bol(struct feed *f)
 {
 	struct px_data_reader *r = f->r;
@@ -166,7 +174,7 @@ static void step_bol(struct feed *f)
 		flush(f, f->p);
 		f->run = ++f->p;
 		r->line_len++;            /* checked once it is not the terminator */
-		r->state = r->state == ST_BOL ? ST_DOT : ST_TEXT;
+		r->state = ST_DOT;
 	} else {
 		r->state = ST_TEXT;
 	}
@@ -202,7 +210,7 @@ static void step_cr(struct feed *f)
 		add_len(f->r, 1);
 		f->p++;
 		line_end(f->r);
-		f->r->state = ST_BOL;
+		f->r->state = f->r->raw ? ST_TEXT : ST_BOL;
 		return;
 	}
 	if (f->r->normalize_bare)
@@ -240,7 +248,6 @@ static void step(struct feed *f)
 {
 	switch (f->r->state) {
 	case ST_BOL:
-	case ST_BOL_BARE:
 		step_bol(f);
 		break;
 	case ST_TEXT:
@@ -269,6 +276,15 @@ void px_data_reader_init(struct px_data_reader *r, size_t text_line_max, size_t 
 	r->state = ST_BOL;
 }
 
+/* px_data_reader_init_raw - the same checks with no dots and no terminator (BDAT) */
+void px_data_reader_init_raw(struct px_data_reader *r, size_t text_line_max, size_t size_max,
+			     int normalize_bare)
+{
+	px_data_reader_init(r, text_line_max, size_max, normalize_bare);
+	r->raw = 1;
+	r->state = ST_TEXT;
+}
+
 /* px_data_reader_feed - consume bytes up to and including the terminator */
 long px_data_reader_feed(struct px_data_reader *r, const char *in, size_t len, px_data_sink sink,
 			 void *arg, int *done)
@@ -286,4 +302,17 @@ long px_data_reader_feed(struct px_data_reader *r, const char *in, size_t len, p
 		flush(&f, f.p);
 	*done = r->state == ST_DONE;
 	return f.err ? -1 : (long)(f.p - in);
+}
+
+/* px_data_reader_finish - raw mode: the text ends here; a CR left last is bare */
+int px_data_reader_finish(struct px_data_reader *r, px_data_sink sink, void *arg)
+{
+	struct feed f = { r, "", "", "", sink, arg, 0 };
+
+	if (r->state != ST_CR)
+		return 0;
+	if (r->normalize_bare)
+		emit(&f, "\n", 1);
+	bare_end(&f, PX_DATA_BARE_CR);
+	return f.err ? -1 : 0;
 }

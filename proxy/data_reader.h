@@ -12,8 +12,14 @@
  *	Output is the message as RFC 5322 text: leading dots unstuffed, the
  *	terminating ".CRLF" dropped (the CRLF before it belongs to the message).
  *	Other bytes are passed on unchanged, unless normalize_bare is set, in which
- *	case a bare LF or bare CR is written as CRLF (a line end for unstuffing,
- *	never for end-of-data detection).
+ *	case a bare LF or bare CR is written as CRLF (a line end for counting and
+ *	line length only: never for end-of-data detection, and never for
+ *	unstuffing, so every dot of the text is kept). Lines of any length stream
+ *	through; nothing is buffered.
+ *
+ *	Raw mode (px_data_reader_init_raw) is the same reader for BDAT chunks
+ *	(RFC 3030): no dot-stuffing, no terminator, the same flags; the
+ *	chunks are fed in order and px_data_reader_finish ends the message.
  *
  *	Flags record what was seen; the session decides the reply:
  *	  BARE_LF, BARE_CR  -> 554 5.5.2 (smuggling defence, unless normalised)
@@ -42,6 +48,7 @@ struct px_data_reader {
 	size_t text_line_max;     /* 0 = unlimited */
 	size_t size_max;          /* 0 = unlimited */
 	int normalize_bare;
+	int raw;                  /* BDAT: no unstuffing, no terminator */
 	/* results */
 	unsigned flags;           /* enum px_data_flag */
 	size_t size;              /* output bytes (unstuffed), counted even past size_max */
@@ -55,6 +62,10 @@ struct px_data_reader {
 void px_data_reader_init(struct px_data_reader *r, size_t text_line_max, size_t size_max,
 			 int normalize_bare);
 
+/* px_data_reader_init_raw - the same, for BDAT text: no dots, no end */
+void px_data_reader_init_raw(struct px_data_reader *r, size_t text_line_max, size_t size_max,
+			     int normalize_bare);
+
 /*
  * px_data_reader_feed - consume up to len bytes. Returns the number of bytes
  * consumed (less than len only when the end was found: bytes after the final
@@ -63,5 +74,12 @@ void px_data_reader_init(struct px_data_reader *r, size_t text_line_max, size_t 
  */
 long px_data_reader_feed(struct px_data_reader *r, const char *in, size_t len, px_data_sink sink,
 			 void *arg, int *done);
+
+/*
+ * px_data_reader_finish - raw mode: the message ends after the bytes fed so
+ * far (BDAT LAST). A CR that was the last byte is bare (flagged; normalised,
+ * its LF is written). 0, or -1 if the sink failed.
+ */
+int px_data_reader_finish(struct px_data_reader *r, px_data_sink sink, void *arg);
 
 #endif

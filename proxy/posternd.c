@@ -21,6 +21,7 @@
 
 #include <event2/thread.h>
 
+#include "backend_addr.h"
 #include "common/log.h"
 #include "filters/loader.h"
 #include "policy/config.h"
@@ -109,6 +110,8 @@ int main(int argc, char **argv)
 
 	parse_args(argc, argv, &opt);
 	px_log_open("posternd", 1, PX_LOG_INFO);     /* until the configuration says more */
+	if (!opt.check_only)       /* each generation (start, reload) resolves the backend */
+		px_config_set_load_hook(px_backend_addr_load);
 	if (px_config_load(opt.config, opt.overrides, opt.noverrides, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s%s", err, err[0] && err[strlen(err) - 1] == '\n' ? "" : "\n");
 		return 1;

@@ -125,6 +125,7 @@ void px_relay_free(struct px_relay *rl)
 }
 
 static unsigned backend_caps;
+static size_t backend_size;
 
 /* px_backend_caps - the last capabilities seen */
 unsigned px_backend_caps(void)
@@ -132,8 +133,24 @@ unsigned px_backend_caps(void)
 	return __atomic_load_n(&backend_caps, __ATOMIC_RELAXED);
 }
 
-/* px_backend_caps_note - remember them for EHLO advertisements */
-void px_backend_caps_note(unsigned caps)
+/* px_backend_size - the last SIZE limit seen; 0 = none */
+size_t px_backend_size(void)
 {
+	return __atomic_load_n(&backend_size, __ATOMIC_RELAXED);
+}
+
+/* px_backend_size_min - the smaller of ours and the backend's SIZE (RFC 1870):
+ * advertising more than the backend takes only gets the message refused late */
+size_t px_backend_size_min(size_t ours)
+{
+	size_t theirs = px_backend_size();
+
+	return theirs != 0 && theirs < ours ? theirs : ours;
+}
+
+/* px_backend_caps_note - remember them for EHLO advertisements */
+void px_backend_caps_note(unsigned caps, size_t size)
+{
+	__atomic_store_n(&backend_size, (caps & PX_CAP_SIZE) ? size : 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&backend_caps, caps | PX_CAP_KNOWN, __ATOMIC_RELAXED);
 }

@@ -98,6 +98,10 @@ int px_relay_in_transaction(struct px_relay *rl);
 
 /* px_backend_caps - capabilities from the most recent backend EHLO (any session) */
 unsigned px_backend_caps(void);
+/* px_backend_size - the SIZE limit of that EHLO; 0 if none was announced (or "SIZE 0") */
+size_t px_backend_size(void);
+/* px_backend_size_min - the smaller of ours and px_backend_size() (0 there: ours) */
+size_t px_backend_size_min(size_t ours);
 /* px_backend_caps_probe - connect once, EHLO, QUIT, to learn them at start */
 void px_backend_caps_probe(struct event_base *base, const struct px_config *cfg);
 

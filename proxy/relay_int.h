@@ -9,6 +9,7 @@
 #ifndef PX_PROXY_RELAY_INT_H
 #define PX_PROXY_RELAY_INT_H
 
+#include "backend_addr.h"
 #include "relay.h"
 
 struct px_relay_ops {
@@ -44,9 +45,10 @@ extern const struct px_relay_ops px_relay_maildir_ops;
 int px_relay_smtp_init(struct px_relay *rl);
 int px_relay_maildir_init(struct px_relay *rl);
 
-/* px_backend_caps_parse - capabilities from an EHLO reply's text lines */
-unsigned px_backend_caps_parse(const char *text);
-/* px_backend_caps_note - record the capabilities a backend just announced */
-void px_backend_caps_note(unsigned caps);
+/* px_backend_caps_parse - capabilities from an EHLO reply's text lines, and
+ * the SIZE limit it announced (*size: 0 when none, or "SIZE 0": no limit) */
+unsigned px_backend_caps_parse(const char *text, size_t *size);
+/* px_backend_caps_note - record the capabilities and SIZE a backend just announced */
+void px_backend_caps_note(unsigned caps, size_t size);
 
 #endif

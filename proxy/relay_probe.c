@@ -85,8 +85,8 @@ static int probe_reply(int fd, char *buf, size_t size)
 }
 
 /* probe_caps - the raw reply ("250-X\r\n250 Y\r\n") as text lines for the
- * relay's own parser */
-static unsigned probe_caps(const char *reply)
+ * relay's own parser; SIZE's limit into *size */
+static unsigned probe_caps(const char *reply, size_t *size)
 {
 	char text[8192];
 	const char *line, *nl;
@@ -103,7 +103,7 @@ static unsigned probe_caps(const char *reply)
 		len += n;
 	}
 	text[len] = '\0';
-	return px_backend_caps_parse(text);
+	return px_backend_caps_parse(text, size);
 }
 
 /* px_backend_caps_probe - one short conversation; logs what it learned */
@@ -112,6 +112,7 @@ void px_backend_caps_probe(struct event_base *base, const struct px_config *cfg)
 	char buf[8192], cmd[300];
 	int fd, code;
 	unsigned caps;
+	size_t size;
 
 	if (cfg->backend.kind == PX_BACKEND_MAILDIR)
 		return;
@@ -130,12 +131,12 @@ void px_backend_caps_probe(struct event_base *base, const struct px_config *cfg)
 		close(fd);
 		return;
 	}
-	caps = probe_caps(buf);
-	px_backend_caps_note(caps);
+	caps = probe_caps(buf, &size);
+	px_backend_caps_note(caps, size);
 	send(fd, "QUIT\r\n", 6, MSG_NOSIGNAL);
 	close(fd);
 	px_log(PX_LOG_INFO, NULL, "probe backend=%s status=ok pipelining=%s dsn=%s xclient=%s "
-	       "chunking=%s", cfg->backend.text, caps & PX_CAP_PIPELINING ? "yes" : "no",
+	       "chunking=%s size=%zu", cfg->backend.text, caps & PX_CAP_PIPELINING ? "yes" : "no",
 	       caps & PX_CAP_DSN ? "yes" : "no", caps & PX_CAP_XCLIENT ? "yes" : "no",
-	       caps & PX_CAP_CHUNKING ? "yes" : "no");
+	       caps & PX_CAP_CHUNKING ? "yes" : "no", size);
 }

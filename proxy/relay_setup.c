@@ -10,12 +10,19 @@
  *	   transaction with 451 4.7.5), then EHLO again over TLS. verify = yes
  *	   checks the certificate and its name (server_name, else the
  *	   backend host).
- *	2. backend_forward = auto: XCLIENT with every attribute the backend
- *	   lists (ADDR PORT NAME HELO PROTO LOGIN DESTADDR DESTPORT), then
- *	   EHLO again; else XFORWARD (sent before every MAIL, as its
- *	   attributes last one transaction); else nothing, logged.
- *	   xclient / xforward force one kind; none sends neither.
- *	Values are xtext-encoded; unknown ones are "[UNAVAILABLE]".
+ *	2. backend_forward = auto: XCLIENT with the attributes we know of
+ *	   (ADDR PORT NAME HELO PROTO LOGIN DESTADDR DESTPORT) that the
+ *	   backend lists in its "250-XCLIENT ..." line, then EHLO again;
+ *	   else XFORWARD (sent before every MAIL, as its attributes last one
+ *	   transaction); else nothing, logged. xclient / xforward force one
+ *	   kind; none sends neither.
+ *	Values are xtext-encoded; an unknown name or HELO is "[UNAVAILABLE]";
+ *	an unknown port (0: e.g. after an inbound XCLIENT ADDR without PORT)
+ *	and a missing LOGIN or DESTADDR are left out.
+ *
+ *	TLS to the backend sends SNI only for a host name: an IP literal
+ *	(server_name or the backend host) is never sent as SNI (RFC 6066 3);
+ *	with verify = yes it is matched against the certificate's IP address.
  * STANDARDS
  *	Postfix XCLIENT_README and XFORWARD_README; RFC 3207.
  */
@@ -103,7 +110,8 @@ static void client_addr(const char *addr, char *out, size_t len)
 	snprintf(out, len, "%s%s", strchr(addr, ':') ? "IPV6:" : "", addr);
 }
 
-/* attrs - the attributes both commands share */
+/* attrs - the attributes both commands share: only those the backend lists,
+ * and a port only when we know it (0 is no port: XCLIENT ADDR without PORT) */
 static void attrs(const struct px_relay_client *c, const char *list, char *out, size_t len)
 {
 	char addr[80], port[16], dport[16];
@@ -113,7 +121,8 @@ static void attrs(const struct px_relay_client *c, const char *list, char *out, 
 	snprintf(dport, sizeof(dport), "%u", c->dest_port);
 	add_attr(out, len, list, "NAME", c->name, 0);
 	add_attr(out, len, list, "ADDR", addr, 1);
-	add_attr(out, len, list, "PORT", port, 1);
+	if (c->port != 0)
+		add_attr(out, len, list, "PORT", port, 1);
 	add_attr(out, len, list, "HELO", c->helo, 0);
 	add_attr(out, len, list, "PROTO", c->proto && *c->proto ? c->proto : "SMTP", 1);
 	if (c->login != NULL && *c->login)
@@ -121,7 +130,8 @@ static void attrs(const struct px_relay_client *c, const char *list, char *out, 
 	if (c->dest_addr != NULL && *c->dest_addr) {
 		client_addr(c->dest_addr, addr, sizeof(addr));
 		add_attr(out, len, list, "DESTADDR", addr, 1);
-		add_attr(out, len, list, "DESTPORT", dport, 1);
+		if (c->dest_port != 0)
+			add_attr(out, len, list, "DESTPORT", dport, 1);
 	}
 }
 

@@ -11,13 +11,27 @@
  *	control, then ".", and the final reply (one per accepted recipient for
  *	LMTP) goes back to the session.
  *
- *	Any timeout, EOF, socket error or malformed reply fails every queued
- *	command with 451 4.4.x and drops the connection; the next transaction
+ *	Any timeout, EOF, socket error, malformed reply or 421 fails every
+ *	queued command with 451 4.4.x and drops the connection; the backend's
+ *	transaction is then gone (px_relay_in_transaction says so, and the
+ *	session voids the recipients accepted on it); the next transaction
  *	reconnects. px_relay_free on an idle connection sends QUIT first.
  *
- *	The backend address is resolved with getaddrinfo() when the relay first
- *	connects: give an IP address or a name from /etc/hosts, because that
- *	call blocks the I/O thread while it resolves.
+ *	Timers are deadlines: a reply must be complete within backend_command
+ *	(backend_data after the end of data) of the moment it was awaited, so
+ *	a backend trickling continuation lines is dropped; writes must make
+ *	progress within the same times. No read timeout runs while the link is
+ *	idle: inside a transaction (the client is still sending its message) a
+ *	NOOP goes out every half backend_command, at most every minute, so a
+ *	long upload does not lose the backend's transaction.
+ *
+ *	An end-of-data reply that arrives while the body still streams stops
+ *	the stream: a refusal is passed on, a 2xx (which cannot be acceptance
+ *	of a message not yet sent) becomes 451, and the link is dropped.
+ *
+ *	The backend address comes from backend_addr.c's cache, resolved at
+ *	configuration load; a failed connection has the name resolved again
+ *	off the I/O threads for the next one.
  */
 #include "autoconfig.h"
 
@@ -50,12 +64,13 @@ static const char *const rs_state_names[] = {
 	"idle", "connecting", "greeting", "ehlo", "ready", "closing", "starttls", "tls", "xclient"
 };
 
-enum rs_kind { K_MAIL, K_RCPT, K_DATA, K_DOT, K_RSET, K_QUIT, K_XFWD, K_BDAT };
+enum rs_kind { K_MAIL, K_RCPT, K_DATA, K_DOT, K_RSET, K_QUIT, K_XFWD, K_BDAT, K_NOOP };
 
 #define RS_LINE_MAX      4096           /* a backend reply line; longer is an error */
 #define RS_BODY_CHUNK    65536
 #define RS_OUT_HIGH      (256 * 1024)   /* stop filling the socket buffer here */
 #define RS_QUIT_TIMEOUT  5
+#define RS_KEEPALIVE_MAX 60000          /* ms: NOOP at least this often in a transaction */
 
 struct rs_cmd {
 	struct rs_cmd *next;
@@ -94,6 +109,13 @@ struct rs {
 	/* setup (relay_setup.c): STARTTLS, then XCLIENT or XFORWARD */
 	int tls_done, fwd_done, fwd_kind;
 	char xfwd[1200];                 /* the XFORWARD line for this client */
+	/* deadlines (rs_timers): a reply must be complete within its timeout,
+	 * however slowly its lines trickle; an open transaction whose backend
+	 * link is idle (the client still sends its message) gets a NOOP */
+	struct event *deadline;
+	int deadline_armed;
+	struct event *keepalive;
+	int keepalive_armed;
 	struct rs *live_next, *live_prev; /* every rs not yet freed (shutdown) */
 };
 
@@ -137,12 +159,83 @@ static void rs_enter_state(struct rs *rs, enum rs_state next)
 	rs->state = next;
 }
 
-/* rs_timeouts - read timeout while a reply is awaited, write timeout always */
+/* rs_set_timeout - the write timeout (output must make progress); replies
+ * are covered by the deadline timer (rs_timers), not by a read timeout,
+ * so an idle link in a transaction is not an error and a trickling reply is */
 static void rs_set_timeout(struct rs *rs, unsigned ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
-	bufferevent_set_timeouts(rs->bev, &tv, &tv);
+	bufferevent_set_timeouts(rs->bev, NULL, &tv);
+}
+
+/* rs_expecting - whether a reply (or a handshake) is awaited now */
+static int rs_expecting(const struct rs *rs)
+{
+	switch (rs->state) {
+	case RS_GREETING: case RS_EHLO: case RS_STARTTLS: case RS_TLS: case RS_XCLIENT:
+	case RS_CLOSING:
+		return 1;
+	case RS_READY:
+		return rs->outstanding > 0 && !rs->streaming;
+	default:
+		return 0;
+	}
+}
+
+/* rs_deadline_ms - how long the awaited reply may take, from its command */
+static unsigned rs_deadline_ms(const struct rs *rs)
+{
+	if (rs->state == RS_CLOSING)
+		return RS_QUIT_TIMEOUT * 1000;
+	if (rs->state == RS_READY && rs->head != NULL && rs->head->kind == K_DOT)
+		return rs->rl->cfg->timeouts.backend_data;
+	return rs->rl->cfg->timeouts.backend_command;
+}
+
+/* rs_keepalive_ms - the NOOP interval: half the backend timeout, at most a minute */
+static unsigned rs_keepalive_ms(const struct rs *rs)
+{
+	unsigned ms = rs->rl->cfg->timeouts.backend_command / 2;
+
+	if (ms > RS_KEEPALIVE_MAX)
+		ms = RS_KEEPALIVE_MAX;
+	return ms < 100 ? 100 : ms;
+}
+
+/* rs_timer_set - arm (ms > 0) or disarm one timer */
+static void rs_timer_set(struct event *ev, int *armed, unsigned ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (ms == 0) {
+		if (*armed)
+			evtimer_del(ev);
+		*armed = 0;
+	} else if (!*armed) {
+		evtimer_add(ev, &tv);
+		*armed = 1;
+	}
+}
+
+/* rs_timers - after every event: the reply deadline runs while a reply is
+ * awaited (armed once per reply: trickled lines do not extend it); the
+ * keepalive runs while a transaction is open and the link is idle */
+static void rs_timers(struct rs *rs)
+{
+	int live = !rs->dead && rs->bev != NULL;
+	int idle_txn = live && rs->state == RS_READY && rs->txn_open && rs->head == NULL &&
+		       !rs->streaming;
+
+	rs_timer_set(rs->deadline, &rs->deadline_armed,
+		     live && rs_expecting(rs) ? rs_deadline_ms(rs) : 0);
+	rs_timer_set(rs->keepalive, &rs->keepalive_armed, idle_txn ? rs_keepalive_ms(rs) : 0);
+}
+
+/* rs_reply_complete - a whole reply came: the next one gets a fresh deadline */
+static void rs_reply_complete(struct rs *rs)
+{
+	rs_timer_set(rs->deadline, &rs->deadline_armed, 0);
 }
 
 /* rs_reply - deliver one reply to a command's callback (via the loop) */
@@ -196,6 +289,7 @@ static void rs_close(struct rs *rs)
 	rs->tls_done = rs->fwd_done = 0;
 	rs->fwd_kind = PX_FWD_NONE;
 	rs_enter_state(rs, RS_IDLE);
+	rs_timers(rs);
 }
 
 /* rs_destroy_now - free everything (from the loop, once no callback runs) */
@@ -209,6 +303,10 @@ static void rs_destroy_now(evutil_socket_t fd, short what, void *arg)
 		rs->head = c->next;
 		cmd_free(c);
 	}
+	if (rs->deadline != NULL)
+		event_free(rs->deadline);
+	if (rs->keepalive != NULL)
+		event_free(rs->keepalive);
 	free(rs->rl);
 	free(rs);
 }
@@ -237,6 +335,7 @@ static void rs_destroy(struct rs *rs)
 		return;
 	rs->dead = 1;
 	rs_close(rs);
+	rs_timers(rs);
 	if (event_base_once(rs->rl->base, -1, EV_TIMEOUT, rs_destroy_now, rs, &now) < 0)
 		rs_destroy_now(-1, 0, rs);
 }
@@ -251,7 +350,10 @@ static void rs_fail(struct rs *rs, int code, const char *esc, const char *why)
 		rs_destroy(rs);
 		return;
 	}
-	px_log(PX_LOG_WARN, rs->rl->client.sid, "relay error backend=%s state=%s reason=\"%s\"",
+	/* an idle link between transactions that the backend closed loses
+	 * nothing: the next transaction reconnects */
+	px_log(rs->head == NULL && !rs->txn_open && rs->state == RS_READY ? PX_LOG_DEBUG :
+	       PX_LOG_WARN, rs->rl->client.sid, "relay error backend=%s state=%s reason=\"%s\"",
 	       rs->rl->cfg->backend.text, rs_state_names[rs->state], why);
 	px_reply_set(&r, code, esc, "Backend unavailable: %s; try again later", why);
 	while ((c = rs->head) != NULL) {
@@ -266,32 +368,7 @@ static void rs_fail(struct rs *rs, int code, const char *esc, const char *why)
 static int rs_sockaddr(struct rs *rs, struct sockaddr_storage *ss, socklen_t *len, char *why,
 		       size_t whylen)
 {
-	const struct px_backend_spec *b = &rs->rl->cfg->backend;
-	struct addrinfo hints = { 0 }, *res;
-	struct sockaddr_un *un = (struct sockaddr_un *)ss;
-	int rc;
-
-	memset(ss, 0, sizeof(*ss));
-	if (b->path != NULL) {
-		if (strlen(b->path) >= sizeof(un->sun_path)) {
-			snprintf(why, whylen, "socket path too long");
-			return -1;
-		}
-		un->sun_family = AF_UNIX;
-		strcpy(un->sun_path, b->path);
-		*len = sizeof(*un);
-		return 0;
-	}
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	if ((rc = getaddrinfo(b->host, b->port, &hints, &res)) != 0) {
-		snprintf(why, whylen, "cannot resolve %s: %s", b->host, gai_strerror(rc));
-		return -1;
-	}
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
+	return px_backend_addr(rs->rl->cfg, ss, len, why, whylen);   /* cached: never blocks */
 }
 
 static void rs_read_cb(struct bufferevent *bev, void *arg);
@@ -316,9 +393,16 @@ static void rs_connect(struct rs *rs)
 		return;
 	}
 	bufferevent_setcb(rs->bev, rs_read_cb, rs_write_cb, rs_event_cb, rs);
-	rs_set_timeout(rs, rs->rl->cfg->timeouts.backend_connect);
-	if (bufferevent_socket_connect(rs->bev, (struct sockaddr *)&ss, (int)len) < 0)
+	{
+		unsigned ms = rs->rl->cfg->timeouts.backend_connect;
+		struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+		bufferevent_set_timeouts(rs->bev, &tv, &tv);
+	}
+	if (bufferevent_socket_connect(rs->bev, (struct sockaddr *)&ss, (int)len) < 0) {
+		px_backend_addr_failed(rs->rl->cfg);
 		rs_fail(rs, 451, "4.4.1", "connect failed");
+	}
 }
 
 /* rs_debug - "key=TEXT" at debug, TEXT quoted: a multi-line backend reply
@@ -376,8 +460,17 @@ static void rs_write_cmd(struct rs *rs, const struct rs_cmd *c)
 	rs_write_line(rs, line);
 }
 
-/* rs_pump - send what the backend may take now */
+static void rs_pump_send(struct rs *rs);
+
+/* rs_pump - send what the backend may take now, then set the timers */
 static void rs_pump(struct rs *rs)
+{
+	rs_pump_send(rs);
+	rs_timers(rs);
+}
+
+/* rs_pump_send - write the commands that may go now (or connect) */
+static void rs_pump_send(struct rs *rs)
 {
 	struct rs_cmd *c;
 
@@ -408,8 +501,8 @@ static void rs_pump(struct rs *rs)
 }
 
 /* px_backend_caps_parse - EHLO keywords (lines after the first; '\n'-joined,
- * without reply codes) */
-unsigned px_backend_caps_parse(const char *text)
+ * without reply codes), and SIZE's number into *size (0: none, or no limit) */
+unsigned px_backend_caps_parse(const char *text, size_t *size)
 {
 	static const struct { const char *kw; unsigned cap; } table[] = {
 		{ "PIPELINING", PX_CAP_PIPELINING }, { "SIZE", PX_CAP_SIZE },
@@ -422,12 +515,15 @@ unsigned px_backend_caps_parse(const char *text)
 	unsigned caps = 0;
 	size_t i, n;
 
+	*size = 0;
 	while (line != NULL) {
 		line++;
 		n = strcspn(line, " \n");
 		for (i = 0; i < sizeof(table) / sizeof(table[0]); i++)
 			if (strlen(table[i].kw) == n && strncasecmp(line, table[i].kw, n) == 0)
 				caps |= table[i].cap;
+		if (n == 4 && strncasecmp(line, "SIZE", 4) == 0 && line[4] == ' ')
+			*size = (size_t)strtoull(line + 5, NULL, 10);   /* RFC 1870 */
 		line = strchr(line, '\n');
 	}
 	return caps;
@@ -604,12 +700,14 @@ static void rs_on_greeting(struct rs *rs, int code, const char *text)
 /* rs_on_ehlo - learn the capabilities, start pumping */
 static void rs_on_ehlo(struct rs *rs, int code, const char *text)
 {
+	size_t size;
+
 	if (code != 250) {
 		rs_fail(rs, 451, "4.4.1", "backend refused EHLO");
 		return;
 	}
-	rs->caps = px_backend_caps_parse(text);
-	px_backend_caps_note(rs->caps);
+	rs->caps = px_backend_caps_parse(text, &size);
+	px_backend_caps_note(rs->caps, size);
 	if (rs_setup(rs, text))
 		return;
 	rs_enter_state(rs, RS_READY);
@@ -691,6 +789,32 @@ static int reply_fits(enum rs_kind kind, int code)
 	return code / 100 == 2 || code / 100 == 4 || code / 100 == 5;
 }
 
+/* rs_early_reply - the end-of-data reply came while the body still streams:
+ * stop streaming and judge it. A refusal is the backend's answer; a 2xx
+ * before the whole message was sent cannot be acceptance of this message
+ * (invariant 1), so the client gets 451. The link goes either way: the
+ * backend would read the rest of the body as commands. */
+static void rs_early_reply(struct rs *rs, struct rs_cmd *c, int code, const char *text)
+{
+	struct px_reply r;
+	char q[300];
+
+	px_log(PX_LOG_WARN, rs->rl->client.sid, "relay early-reply=%d sent=%zu size=%zu text=%s",
+	       code, rs->body_off, rs->msg != NULL ? px_message_size(rs->msg) : 0,
+	       px_log_quote(q, sizeof(q), text, strlen(text)));
+	rs->streaming = 0;
+	rs->msg = NULL;
+	if (code / 100 == 2 || code / 100 == 3 || code == 421)
+		px_reply_set(&r, 451, "4.4.2", "Backend answered before the end of the message; "
+			     "try again later");
+	else
+		px_reply_from_lines(&r, code, text, "0.0");
+	rs->head = c->next;
+	rs_reply(rs, c, &r);
+	cmd_free(c);
+	rs_fail(rs, 451, "4.4.2", "backend answered before the end of the message");
+}
+
 /* rs_dispatch - a complete reply for the oldest sent command */
 static void rs_dispatch(struct rs *rs, int code, const char *text)
 {
@@ -702,6 +826,20 @@ static void rs_dispatch(struct rs *rs, int code, const char *text)
 		return;
 	}
 	rs->outstanding--;
+	if (c->kind == K_DOT && rs->streaming) {
+		rs_early_reply(rs, c, code, text);
+		return;
+	}
+	if (code == 421) {
+		/* the backend ends the session: whatever it accepted on this link
+		 * is void (the session learns it from px_relay_in_transaction) */
+		char why[160], q[140];
+
+		snprintf(why, sizeof(why), "backend is closing: %s",
+			 px_log_quote(q, sizeof(q), text, strlen(text)));
+		rs_fail(rs, 451, "4.4.2", why);
+		return;
+	}
 	if (!reply_fits(c->kind, code)) {
 		/* e.g. 250 to DATA: the message was never sent, so it must not look
 		 * delivered (invariant 1); the session state at the backend is
@@ -804,14 +942,18 @@ static void rs_read_cb(struct bufferevent *bev, void *arg)
 			rs_fail(rs, 451, "4.4.2", "reply line from backend too long");
 		if (rc == 1) {
 			rs->rlen = 0;
+			rs_reply_complete(rs);
 			rs_on_reply(rs, rs->rcode, rs->rtext);
 		}
 		free(line);
-		if (rc < 0 || rs->bev != bev)
+		if (rc < 0 || rs->bev != bev) {
+			rs_timers(rs);
 			return;   /* failed, closed, or destroyed: stop reading */
+		}
 	}
 	if (evbuffer_get_length(in) > RS_LINE_MAX)
 		rs_fail(rs, 451, "4.4.2", "reply line from backend too long");
+	rs_timers(rs);
 }
 
 /* stuff_chunk - copy n bytes to out, doubling dots at line starts */
@@ -858,6 +1000,8 @@ static void rs_stream_body(struct rs *rs)
 	char buf[RS_BODY_CHUNK];
 	ssize_t n;
 
+	if (!rs->streaming || rs->msg == NULL)
+		return;
 	while (evbuffer_get_length(out) < RS_OUT_HIGH) {
 		n = px_message_read(rs->msg, rs->body_off, buf, sizeof(buf));
 		if (n < 0) {
@@ -881,12 +1025,53 @@ static void rs_write_cb(struct bufferevent *bev, void *arg)
 
 	if (rs->streaming)
 		rs_stream_body(rs);
+	rs_timers(rs);
 }
 
-/* rs_event_cb - connected, EOF, error, timeout */
+static void rs_event(struct rs *rs, struct bufferevent *bev, short what);
+
+/* rs_event_cb - connected, EOF, error, timeout; then the timers */
 static void rs_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct rs *rs = arg;
+
+	rs_event(rs, bev, what);
+	rs_timers(rs);
+}
+
+/* rs_deadline_cb - the awaited reply did not complete in time */
+static void rs_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rs *rs = arg;
+	char why[96];
+
+	rs->deadline_armed = 0;
+	if (rs->state == RS_CLOSING) {
+		rs_destroy(rs);
+		return;
+	}
+	snprintf(why, sizeof(why), "backend timed out (no complete reply within %u ms)",
+		 rs_deadline_ms(rs));
+	rs_fail(rs, 451, "4.4.2", why);
+	rs_timers(rs);
+}
+
+/* rs_keepalive_cb - a transaction is open and the link idle (the client is
+ * still sending its message): a NOOP keeps the backend from timing out */
+static void rs_keepalive_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rs *rs = arg;
+
+	rs->keepalive_armed = 0;
+	if (rs->dead || rs->state != RS_READY || !rs->txn_open || rs->head != NULL)
+		return;
+	rs_enqueue(rs, K_NOOP, "NOOP", NULL, NULL, NULL);
+	rs_pump(rs);
+}
+
+/* rs_event - connected, EOF, error, timeout */
+static void rs_event(struct rs *rs, struct bufferevent *bev, short what)
+{
 	int one = 1;
 
 	if ((what & BEV_EVENT_CONNECTED) && rs->state == RS_TLS) {
@@ -904,6 +1089,8 @@ static void rs_event_cb(struct bufferevent *bev, short what, void *arg)
 		rs_destroy(rs);
 		return;
 	}
+	if (rs->state == RS_CONNECTING)
+		px_backend_addr_failed(rs->rl->cfg);
 	if (what & BEV_EVENT_TIMEOUT)
 		rs_fail(rs, 451, "4.4.2", rs->state == RS_CONNECTING ? "connection timed out" :
 			"backend timed out");
@@ -998,6 +1185,7 @@ static void smtp_free(struct px_relay *rl)
 	rs_write_line(rs, "QUIT");
 	rs_enter_state(rs, RS_CLOSING);
 	bufferevent_set_timeouts(rs->bev, &tv, &tv);
+	rs_timers(rs);
 }
 
 const struct px_relay_ops px_relay_smtp_ops = {
@@ -1013,6 +1201,16 @@ int px_relay_smtp_init(struct px_relay *rl)
 		return -1;
 	rs->rl = rl;
 	rs->lmtp = rl->cfg->backend.kind == PX_BACKEND_LMTP;
+	rs->deadline = evtimer_new(rl->base, rs_deadline_cb, rs);
+	rs->keepalive = evtimer_new(rl->base, rs_keepalive_cb, rs);
+	if (rs->deadline == NULL || rs->keepalive == NULL) {
+		if (rs->deadline != NULL)
+			event_free(rs->deadline);
+		if (rs->keepalive != NULL)
+			event_free(rs->keepalive);
+		free(rs);
+		return -1;
+	}
 	rs_live_add(rs);
 	rl->impl = rs;
 	rl->ops = &px_relay_smtp_ops;

@@ -76,16 +76,29 @@ void px_reply_from_lines(struct px_reply *r, int code, const char *text, const c
 	}
 }
 
-/* px_reply_summary - first line, no CRLF */
+/* px_reply_summary - every line, joined: "250 first / second" (see reply.h) */
 const char *px_reply_summary(const struct px_reply *r, char *out, size_t outlen)
 {
-	size_t n = strcspn(r->wire, "\r\n");
+	const char *line = r->wire, *nl;
+	size_t o = 0, n, skip;
 
-	if (n >= outlen)
-		n = outlen - 1;
-	memcpy(out, r->wire, n);
-	out[n] = '\0';
-	if (n > 3)
+	out[0] = '\0';
+	while (*line != '\0' && o + 1 < outlen) {
+		nl = strstr(line, "\r\n");
+		n = nl != NULL ? (size_t)(nl - line) : strlen(line);
+		skip = o == 0 || n < 4 ? 0 : 4;          /* later lines: no "CODE-" */
+		if (o > 0 && n > skip)
+			o += (size_t)snprintf(out + o, outlen - o, " / ");
+		if (o < outlen && n > skip)
+			o += (size_t)snprintf(out + o, outlen - o, "%.*s", (int)(n - skip),
+					      line + skip);
+		if (o >= outlen)
+			o = outlen - 1;
+		if (nl == NULL)
+			break;
+		line = nl + 2;
+	}
+	if (o > 3 && out[3] == '-')
 		out[3] = ' ';
 	return out;
 }

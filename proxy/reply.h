@@ -33,7 +33,11 @@ void px_reply_set(struct px_reply *r, int code, const char *esc, const char *fmt
  */
 void px_reply_from_lines(struct px_reply *r, int code, const char *text, const char *dflt_esc);
 
-/* px_reply_summary - the first line without CRLF, for logs (into out) */
+/*
+ * px_reply_summary - the whole reply on one line, for logs (into out): the
+ * first line with its code, then the text of each later line after " / "
+ * ("250 2.0.0 Ok / 2.0.0 id=1rXy-0004"), no CRLF; cut to fit outlen.
+ */
 const char *px_reply_summary(const struct px_reply *r, char *out, size_t outlen);
 
 #endif

@@ -6,6 +6,21 @@
  *	checked at accept, before any session exists: an over-limit client gets
  *	"421 4.7.0" and the socket is closed. The counters are shared by all
  *	threads under one mutex; the per-address table is a small chained hash.
+ *
+ *	Running out of file descriptors (EMFILE, ENFILE) or kernel memory makes
+ *	accept() fail on every wakeup while the connection stays queued, so a
+ *	listener that just logged and kept listening would spin. Instead the
+ *	worker that saw the error stops accepting and probes every
+ *	ACCEPT_RETRY_MS (and whenever a session closes) whether descriptors are
+ *	free again. One "accept paused" line starts an outage; one "accept
+ *	resumed" line ends it once accepting has gone ACCEPT_SETTLE_MS without
+ *	another pause, so a server that keeps hitting the limit as sessions
+ *	come and go still writes two lines, not two per session.
+ *
+ *	At start and on reload the descriptor limit is checked against
+ *	connections_max (FDS_PER_SESSION each, plus FDS_SPARE): the soft limit
+ *	is raised toward the hard one, and a hard limit that is too low is
+ *	logged with the numbers.
  */
 #include "autoconfig.h"
 
@@ -17,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -33,6 +50,12 @@
 #include "tls.h"
 
 #define CONN_BUCKETS 4096
+
+#define ACCEPT_RETRY_MS  250     /* how often a paused worker probes for free fds */
+#define ACCEPT_SETTLE_MS 3000    /* accepting this long without a pause ends an outage */
+#define ACCEPT_PROBE_FDS 2       /* what a new session needs: the client and the backend */
+#define FDS_PER_SESSION  3       /* client, backend, and the spool file during DATA */
+#define FDS_SPARE        64      /* listeners, event bases, logs, plugins */
 
 struct conn_count {
 	struct conn_count *next;
@@ -53,7 +76,18 @@ struct px_worker {
 	struct event_base *base;
 	struct evconnlistener **listeners;
 	struct px_listen_arg *args;
+	struct event *retry;              /* probes for free fds while paused */
+	int paused;                       /* listeners disabled (srv->lock) */
 	pthread_t thread;
+};
+
+/* One accept outage: from the first pause to ACCEPT_SETTLE_MS after the last resume */
+struct accept_outage {
+	int active;
+	long long since, resumed;         /* monotonic ms */
+	unsigned retries;                 /* probes that found no free fds */
+	unsigned paused_workers;
+	unsigned wake_next;               /* round robin for px_server_conn_closed */
 };
 
 struct px_server {
@@ -70,8 +104,12 @@ struct px_server {
 	unsigned nworkers;
 	struct px_workpool *pool;
 	unsigned conns;
+	struct accept_outage outage;      /* under lock */
+	struct event *settle;             /* on the main base: ends an outage */
 	struct conn_count *buckets[CONN_BUCKETS];
 };
+
+static void accept_wake_one(struct px_server *srv);
 
 /* addr_bucket - the counter table's bucket for a key */
 static unsigned addr_bucket(const unsigned char key[16])
@@ -139,6 +177,7 @@ void px_server_conn_closed(struct px_server *srv, const struct sockaddr *sa)
 	srv->conns--;
 	conn_uncount_locked(srv, sa);
 	pthread_mutex_unlock(&srv->lock);
+	accept_wake_one(srv);          /* an fd is free: a paused worker may go on */
 }
 
 /* px_server_conn_move - the session's count goes from one address to another */
@@ -231,11 +270,197 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	px_session_start(w->srv, w->base, fd, sa, (socklen_t)salen, la->address);
 }
 
-/* accept_error_cb - EMFILE and friends: log, keep listening */
+/* now_ms - monotonic milliseconds */
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* fd_soft_limit - RLIMIT_NOFILE's soft value, for log lines; 0 if unknown */
+static unsigned long fd_soft_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	return (unsigned long)rl.rlim_cur;
+}
+
+/* listeners_enable - start or stop accepting on every socket of this worker */
+static void listeners_enable(struct px_worker *w, int on)
+{
+	size_t i;
+
+	for (i = 0; i < w->srv->nfds; i++)
+		if (on)
+			evconnlistener_enable(w->listeners[i]);
+		else
+			evconnlistener_disable(w->listeners[i]);
+}
+
+/* accept_pause - accept() failed: stop this worker's listeners, retry later.
+ * The first pause of an outage is logged; the rest are counted. */
+static void accept_pause(struct px_worker *w, int err)
+{
+	struct px_server *srv = w->srv;
+	struct accept_outage *o = &srv->outage;
+	struct timeval tv = { 0, ACCEPT_RETRY_MS * 1000 };
+	unsigned conns;
+	int first;
+
+	listeners_enable(w, 0);
+	pthread_mutex_lock(&srv->lock);
+	if (!w->paused) {
+		w->paused = 1;
+		o->paused_workers++;
+	}
+	if ((first = !o->active)) {
+		o->active = 1;
+		o->since = now_ms();
+		o->retries = 0;
+	}
+	conns = srv->conns;
+	pthread_mutex_unlock(&srv->lock);
+	if (first)
+		px_log(PX_LOG_ERR, NULL, "accept paused error=\"%s\" connections=%u fd_limit=%lu "
+		       "retry_ms=%d", evutil_socket_error_to_string(err), conns, fd_soft_limit(),
+		       ACCEPT_RETRY_MS);
+	evtimer_add(w->retry, &tv);
+}
+
+/* fds_available - whether n more descriptors can be opened now (by trying) */
+static int fds_available(struct px_server *srv, int n)
+{
+	int fds[ACCEPT_PROBE_FDS], i, got;
+
+	for (got = 0; got < n && got < ACCEPT_PROBE_FDS; got++)
+		if ((fds[got] = fcntl(srv->fds[0], F_DUPFD_CLOEXEC, 0)) < 0)
+			break;
+	for (i = 0; i < got; i++)
+		close(fds[i]);
+	return got == n;
+}
+
+/* accept_retry_cb - a paused worker's timer (or a session closed): accept
+ * again when fds are free, else wait another ACCEPT_RETRY_MS */
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_worker *w = arg;
+	struct px_server *srv = w->srv;
+	struct timeval settle = { ACCEPT_SETTLE_MS / 1000, (ACCEPT_SETTLE_MS % 1000) * 1000 };
+	struct timeval tv = { 0, ACCEPT_RETRY_MS * 1000 };
+	int ok = fds_available(srv, ACCEPT_PROBE_FDS);
+
+	pthread_mutex_lock(&srv->lock);
+	if (!w->paused) {               /* woken twice: already accepting */
+		pthread_mutex_unlock(&srv->lock);
+		return;
+	}
+	if (ok) {
+		w->paused = 0;
+		srv->outage.paused_workers--;
+		srv->outage.resumed = now_ms();
+	} else {
+		srv->outage.retries++;
+	}
+	pthread_mutex_unlock(&srv->lock);
+	if (!ok) {
+		evtimer_add(w->retry, &tv);
+		return;
+	}
+	listeners_enable(w, 1);
+	evtimer_add(srv->settle, &settle);  /* (re)starts the quiet period */
+}
+
+/* accept_settle_cb - no pause for ACCEPT_SETTLE_MS: the outage is over */
+static void accept_settle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_server *srv = arg;
+	struct accept_outage *o = &srv->outage;
+	long long paused_ms = 0;
+	unsigned retries = 0, conns = 0;
+	int over;
+
+	pthread_mutex_lock(&srv->lock);
+	if ((over = o->active && o->paused_workers == 0)) {
+		o->active = 0;
+		paused_ms = o->resumed - o->since;
+		retries = o->retries;
+		conns = srv->conns;
+	}
+	pthread_mutex_unlock(&srv->lock);
+	if (over)
+		px_log(PX_LOG_WARN, NULL, "accept resumed paused_ms=%lld retries=%u connections=%u",
+		       paused_ms, retries, conns);
+}
+
+/* accept_wake_one - a session freed its fds: let one paused worker probe now */
+static void accept_wake_one(struct px_server *srv)
+{
+	struct px_worker *w = NULL;
+	unsigned i, k;
+
+	pthread_mutex_lock(&srv->lock);
+	for (i = 0; srv->outage.paused_workers > 0 && i < srv->nworkers && w == NULL; i++) {
+		k = (srv->outage.wake_next + i) % srv->nworkers;
+		if (srv->workers[k].paused) {
+			w = &srv->workers[k];
+			srv->outage.wake_next = k + 1;
+		}
+	}
+	pthread_mutex_unlock(&srv->lock);
+	if (w != NULL)
+		event_active(w->retry, EV_TIMEOUT, 1);
+}
+
+/* accept_error_cb - accept() failed with other than EAGAIN/EINTR/ECONNABORTED
+ * (EMFILE, ENFILE, ENOBUFS, ENOMEM, ...): pause rather than spin */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
-	px_log(PX_LOG_ERR, NULL, "accept error=\"%s\"",
-	       evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	struct px_listen_arg *la = arg;
+
+	accept_pause(la->w, EVUTIL_SOCKET_ERROR());
+}
+
+/* fd_limit_check - RLIMIT_NOFILE against connections_max: raise the soft
+ * limit as far as the hard one allows, and say so when that is not enough */
+static void fd_limit_check(const struct px_config *cfg)
+{
+	const struct px_limits *l = &cfg->limits;
+	rlim_t need = (rlim_t)l->connections_max * FDS_PER_SESSION + FDS_SPARE +
+		cfg->transport.nlisteners;
+	struct rlimit rl;
+	rlim_t was;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		px_log(PX_LOG_WARN, NULL, "fd-limit error=\"%s\"", strerror(errno));
+		return;
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+		return;
+	was = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+	if (rl.rlim_cur > was) {
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+			px_log(PX_LOG_WARN, NULL, "fd-limit error=\"%s\" soft=%lu wanted=%lu",
+			       strerror(errno), (unsigned long)was, (unsigned long)rl.rlim_cur);
+			rl.rlim_cur = was;
+		} else {
+			px_log(PX_LOG_INFO, NULL, "fd-limit raised=yes from=%lu to=%lu",
+			       (unsigned long)was, (unsigned long)rl.rlim_cur);
+		}
+	}
+	if (rl.rlim_cur < need)
+		px_log(PX_LOG_WARN, NULL, "fd-limit low=yes soft=%lu hard=%lu need=%lu "
+		       "connections_max=%u fds_per_session=%d sessions_fit=%lu "
+		       "hint=\"raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower "
+		       "limits.connections_max\"", (unsigned long)rl.rlim_cur,
+		       (unsigned long)rl.rlim_max, (unsigned long)need, l->connections_max,
+		       FDS_PER_SESSION, rl.rlim_cur > FDS_SPARE ?
+		       (unsigned long)((rl.rlim_cur - FDS_SPARE) / FDS_PER_SESSION) : 0UL);
 }
 
 /* listen_one - bind and listen on "ADDR:PORT" */
@@ -288,6 +513,7 @@ struct px_server *px_server_new(struct px_config *cfg, const char *path,
 	srv->path = path;
 	srv->overrides = overrides;
 	srv->noverrides = noverrides;
+	fd_limit_check(cfg);
 	if ((srv->tls = px_tls_new(cfg, err, errlen)) == NULL) {
 		px_server_free(srv);
 		return NULL;
@@ -324,6 +550,7 @@ static int worker_start(struct px_server *srv, struct px_worker *w)
 
 	w->srv = srv;
 	if ((w->base = event_base_new()) == NULL ||
+	    (w->retry = evtimer_new(w->base, accept_retry_cb, w)) == NULL ||
 	    (w->listeners = calloc(srv->nfds, sizeof(*w->listeners))) == NULL ||
 	    (w->args = calloc(srv->nfds, sizeof(*w->args))) == NULL)
 		return -1;
@@ -355,6 +582,7 @@ static void server_reload(struct px_server *srv)
 		return;
 	}
 	px_log_set_level((enum px_log_level)cfg->log_level);
+	fd_limit_check(cfg);
 	pthread_mutex_lock(&srv->lock);
 	old = srv->cfg;
 	srv->cfg = cfg;
@@ -401,10 +629,16 @@ int px_server_run(struct px_server *srv)
 	evsignal_add(ev_term, NULL);
 	evsignal_add(ev_int, NULL);
 	evsignal_add(ev_hup, NULL);
+	if ((srv->settle = evtimer_new(main_base, accept_settle_cb, srv)) == NULL)
+		return -1;
 	px_backend_caps_probe(main_base, srv->cfg);
-	for (i = 0; i < n; i++, srv->nworkers++)
+	for (i = 0; i < n; i++) {
 		if (worker_start(srv, &srv->workers[i]) < 0)
 			return -1;
+		pthread_mutex_lock(&srv->lock);     /* accept_wake_one reads it */
+		srv->nworkers++;
+		pthread_mutex_unlock(&srv->lock);
+	}
 	px_log(PX_LOG_INFO, NULL, "start workers=%u generation=%lu backend=%s", n,
 	       srv->cfg->generation, srv->cfg->backend.text);
 	event_base_dispatch(main_base);
@@ -417,6 +651,8 @@ int px_server_run(struct px_server *srv)
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);
+	event_free(srv->settle);
+	srv->settle = NULL;
 	event_base_free(main_base);
 	return 0;
 }
@@ -440,6 +676,8 @@ int px_server_free(struct px_server *srv)
 				evconnlistener_free(srv->workers[i].listeners[j]);
 		free(srv->workers[i].listeners);
 		free(srv->workers[i].args);
+		if (srv->workers[i].retry)
+			event_free(srv->workers[i].retry);
 		if (srv->workers[i].base)
 			event_base_free(srv->workers[i].base);
 	}

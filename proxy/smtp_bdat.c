@@ -10,10 +10,13 @@
  *	size cannot be parsed ends the session (421), for the same reason.
  *
  *	The chunks go to the same spool as DATA, behind the same Received
- *	header, and pass the same checks: bare CR or LF (554 5.5.2, or
- *	normalised to CRLF for normalize_bare_networks), NUL, line length and
- *	size; the result is kept in txn.reader so that smtp_data.c's refusal
- *	and relay code serve both. Chunks before LAST get "250 2.0.0 N bytes
+ *	header, and pass the same checks, made by the same code: the DATA
+ *	reader (data_reader.c) in raw mode, fed every chunk in order: bare CR
+ *	or LF (554 5.5.2, or normalised to CRLF for normalize_bare_networks),
+ *	NUL, line length and size. Its result in txn.reader serves
+ *	smtp_data.c's refusal and relay code for both. A refused BDAT is a
+ *	client error (px_session_error, counted toward errors_max), answered
+ *	once its chunk has been read. Chunks before LAST get "250 2.0.0 N bytes
  *	received"; LAST completes the message like DATA's final dot. Between
  *	chunks (state BDAT) DATA and MAIL are refused (503), RSET or QUIT
  *	drop the unfinished message: nothing without LAST reaches the backend.
@@ -62,6 +65,13 @@ static const char *bdat_refusal(struct px_session *s, int *code, const char **es
 	*esc = "5.5.1";
 	if (!s->esmtp)
 		return "Error: send EHLO first";
+	if (s->state == PX_S_RCPT && (s->relay_lost || (s->relay != NULL &&
+					!px_relay_in_transaction(s->relay)))) {
+		s->relay_lost = 1;
+		*code = 451;
+		*esc = "4.4.2";
+		return "Backend transaction lost; send RSET and start over";
+	}
 	if (s->state == PX_S_RCPT || s->state == PX_S_BDAT)
 		return NULL;
 	if (s->state == PX_S_MAIL && s->txn.rcpt_attempts > 0) {
@@ -71,89 +81,14 @@ static const char *bdat_refusal(struct px_session *s, int *code, const char **es
 	return s->state == PX_S_MAIL ? "Error: need RCPT command" : "Error: need MAIL command";
 }
 
-/* bdat_write - n message bytes to the spool, counting size and its limit */
-static void bdat_write(struct px_session *s, const char *p, size_t n)
+/* bdat_sink - the reader's output goes to the spool, until the spool fails */
+static int bdat_sink(void *arg, const char *p, size_t n)
 {
-	struct px_smtp_txn *t = &s->txn;
-	struct px_data_reader *r = &t->reader;
-	size_t room = r->size_max && r->size < r->size_max ? r->size_max - r->size : 0;
+	struct px_smtp_txn *t = arg;
 
-	if (r->size_max == 0)
-		room = n;
-	if (room < n)
-		r->flags |= PX_DATA_TOO_BIG;
-	r->size += n;
-	if (t->spool_err[0] == 0 && (room < n ? room : n) > 0)
-		px_spool_write(t->spool, p, room < n ? room : n, t->spool_err, sizeof(t->spool_err));
-}
-
-/* line_byte - line length, counted as sent (line ends included) */
-static void line_byte(struct px_data_reader *r, int ends)
-{
-	if (++r->line_len > r->text_line_max && r->text_line_max)
-		r->flags |= PX_DATA_LONG_LINE;
-	if (ends) {
-		r->line_len = 0;
-		r->lines++;
-	}
-}
-
-/* bare - a bare CR or LF: flag it; normalised, it becomes CRLF */
-static void bare(struct px_session *s, unsigned flag)
-{
-	s->txn.reader.flags |= s->normalize_bare ? 0 : flag;
-	if (s->normalize_bare)
-		bdat_write(s, "\r\n", 2);
-	else
-		bdat_write(s, flag == PX_DATA_BARE_CR ? "\r" : "\n", 1);
-	line_byte(&s->txn.reader, 1);
-}
-
-/* bdat_special - one special byte: CR, LF or NUL */
-static void bdat_special(struct px_session *s, char c)
-{
-	if (s->bdat_cr && c == '\n') {
-		s->bdat_cr = 0;
-		bdat_write(s, "\r\n", 2);
-		line_byte(&s->txn.reader, 1);
-		return;
-	}
-	if (s->bdat_cr) {
-		s->bdat_cr = 0;
-		bare(s, PX_DATA_BARE_CR);
-	}
-	if (c == '\r')
-		s->bdat_cr = 1;
-	else if (c == '\n')
-		bare(s, PX_DATA_BARE_LF);
-	else {
-		s->txn.reader.flags |= PX_DATA_NUL;
-		bdat_write(s, "", 1);
-		line_byte(&s->txn.reader, 0);
-	}
-}
-
-/* bdat_scan - pass a chunk's bytes through the checks into the spool */
-static void bdat_scan(struct px_session *s, const char *p, size_t n)
-{
-	const char *end = p + n, *q;
-
-	while (p < end) {
-		for (q = p; q < end && *q != '\r' && *q != '\n' && *q != 0; q++)
-			;
-		if (q > p && s->bdat_cr) {
-			s->bdat_cr = 0;
-			bare(s, PX_DATA_BARE_CR);
-		}
-		if (q > p) {
-			bdat_write(s, p, (size_t)(q - p));
-			s->txn.reader.line_len += (size_t)(q - p) - 1;
-			line_byte(&s->txn.reader, 0);
-		}
-		if (q < end)
-			bdat_special(s, *q++);
-		p = q;
-	}
+	if (t->spool_err[0] == '\0')
+		px_spool_write(t->spool, p, n, t->spool_err, sizeof(t->spool_err));
+	return 0;
 }
 
 /* bdat_begin - the first chunk of a transaction: spool, Received, limits */
@@ -163,30 +98,37 @@ static int bdat_begin(struct px_session *s)
 
 	if (px_data_prepare(s) < 0)
 		return -1;
-	px_data_reader_init(&s->txn.reader, l->text_line_max, l->message_size_max, 0);
-	s->bdat_cr = 0;
+	px_data_reader_init_raw(&s->txn.reader, l->text_line_max, l->message_size_max,
+				s->normalize_bare);
 	s->bdat_used = 1;
 	px_enter_state(s, PX_S_BDAT);
 	px_session_set_timeout(s, s->cfg->timeouts.data);
 	return 0;
 }
 
+/* bdat_refused - the answer to a refused BDAT, once its chunk is read: a
+ * client error like any other, so a loop of them ends at errors_max */
+static void bdat_refused(struct px_session *s)
+{
+	const struct px_reply *r = &s->bdat_reply;
+	size_t n = r->len > 6 ? r->len - 6 : 0;     /* "CODE " ... "\r\n" */
+
+	s->bdat_discard = 0;
+	px_session_error(s, r->code, NULL, "%.*s", (int)n, r->wire + 4);
+}
+
 /* chunk_done - all of a chunk's bytes are in */
 static void chunk_done(struct px_session *s)
 {
 	if (s->bdat_discard) {
-		s->bdat_discard = 0;
-		px_session_send(s, &s->bdat_reply);
+		bdat_refused(s);
 		return;
 	}
 	if (!s->bdat_last) {
 		px_session_reply(s, 250, "2.0.0", "Ok: %zu bytes received", s->txn.reader.size);
 		return;
 	}
-	if (s->bdat_cr) {
-		s->bdat_cr = 0;
-		bare(s, PX_DATA_BARE_CR);
-	}
+	px_data_reader_finish(&s->txn.reader, bdat_sink, &s->txn);
 	px_data_complete(s);
 }
 
@@ -196,12 +138,13 @@ int px_bdat_input(struct px_session *s)
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	struct evbuffer_iovec v[8];
 	size_t take, used = 0;
-	int i, n = evbuffer_peek(in, (ev_ssize_t)s->bdat_left, NULL, v, 8);
+	int i, done = 0, n = evbuffer_peek(in, (ev_ssize_t)s->bdat_left, NULL, v, 8);
 
 	for (i = 0; i < n && i < 8 && used < s->bdat_left; i++) {
 		take = v[i].iov_len < s->bdat_left - used ? v[i].iov_len : s->bdat_left - used;
 		if (!s->bdat_discard)
-			bdat_scan(s, v[i].iov_base, take);
+			px_data_reader_feed(&s->txn.reader, v[i].iov_base, take, bdat_sink,
+					    &s->txn, &done);
 		used += take;
 	}
 	evbuffer_drain(in, used);
@@ -233,7 +176,6 @@ void px_session_bdat(struct px_session *s, char *args)
 			esc = "4.3.0";
 			why = "Error: out of memory";
 		}
-		s->errors++;
 		s->bdat_discard = 1;
 		px_reply_set(&s->bdat_reply, code, esc, "%s", why);
 	}

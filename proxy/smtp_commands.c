@@ -97,7 +97,8 @@ static void ehlo_reply(struct px_session *s)
 	n = snprintf(buf, sizeof(buf),
 		     "250-%s\r\n250-PIPELINING\r\n250-SIZE %zu\r\n%s%s250-ENHANCEDSTATUSCODES\r\n"
 		     "250-8BITMIME\r\n250 SMTPUTF8\r\n",
-		     s->cfg->hostname, s->cfg->limits.message_size_max, s->dsn ? "250-DSN\r\n" : "",
+		     s->cfg->hostname, px_backend_size_min(s->cfg->limits.message_size_max),
+		     s->dsn ? "250-DSN\r\n" : "",
 		     transport);
 	if (n > 0)
 		px_session_write(s, buf, (size_t)n);
@@ -148,7 +149,7 @@ static int mail_param(struct px_session *s, const struct px_smtp_param *p, char 
 		size = strtoull(v, &end, 10);
 		if (*end != '\0')
 			goto bad;
-		if (size > s->cfg->limits.message_size_max) {
+		if (size > px_backend_size_min(s->cfg->limits.message_size_max)) {
 			px_session_error(s, 552, "5.3.4", "Message size exceeds fixed limit");
 			return -1;
 		}
@@ -254,6 +255,11 @@ static int check_rcpt(struct px_session *s, char *args)
 
 	s->txn.rcpt_attempts++;
 	s->rcpt_params[0] = '\0';
+	if (s->relay_lost) {
+		px_session_reply(s, 451, "4.4.2", "Backend transaction lost; send RSET and start "
+				 "over");
+		return -1;
+	}
 	if (px_smtp_parse_path(args, "TO:", 0, 1, &s->path, &why) != PX_PARSE_OK) {
 		px_session_error(s, 501, "5.1.3", "Bad recipient address syntax: %s", why);
 		return -1;
@@ -311,12 +317,29 @@ static void rcpt_done(void *arg, const struct px_reply *r)
 {
 	struct px_session *s = arg;
 	const struct px_reply *answer = r;
+	struct px_reply lost;
 	char line[256];
 
 	if (s->relay_mail_reply.code / 100 != 2)
 		answer = &s->relay_mail_reply;
-	if (!px_relay_in_transaction(s->relay))
+	if (!px_relay_in_transaction(s->relay)) {
+		/* the backend's transaction is gone: with recipients accepted on
+		 * it (or this one), they are void, so the rest of this
+		 * transaction gets 4xx until the client starts over (invariant 1);
+		 * with none, the next RCPT opens a new one */
 		s->relay_mail_open = 0;
+		if (s->txn.nrcpts > 0 || answer->code / 100 == 2) {
+			if (!s->relay_lost)
+				px_log(PX_LOG_WARN, s->sid, "relay transaction-lost rcpts=%zu",
+				       s->txn.nrcpts + (answer->code / 100 == 2));
+			s->relay_lost = 1;
+		}
+	}
+	if (s->relay_lost && answer->code / 100 == 2) {
+		px_reply_set(&lost, 451, "4.4.2", "Backend transaction lost; send RSET and "
+			     "start over");
+		answer = &lost;
+	}
 	px_log(PX_LOG_INFO, s->sid, "rcpt to=<%s> reply=\"%s\"", s->pending_rcpt,
 	       px_reply_summary(answer, line, sizeof(line)));
 	if (!s->closing) {
@@ -353,6 +376,13 @@ static void do_rcpt(struct px_session *s, char *args)
 /* do_data - 354, then smtp_data.c reads the message */
 static void do_data(struct px_session *s, char *args)
 {
+	if (s->state == PX_S_RCPT && (s->relay_lost || (s->relay != NULL &&
+					!px_relay_in_transaction(s->relay)))) {
+		s->relay_lost = 1;
+		px_session_reply(s, 451, "4.4.2", "Backend transaction lost; send RSET and start "
+				 "over");
+		return;
+	}
 	if (s->state != PX_S_RCPT) {
 		if (s->txn.rcpt_attempts > 0)
 			px_session_error(s, 554, "5.5.1", "Error: no valid recipients");

@@ -7,7 +7,8 @@
  *	message is refused if the reader saw bare CR/LF, NUL, an over-long line
  *	or too many bytes, or the spool failed; otherwise it is relayed and the
  *	client gets the backend's final reply: 250 only after the backend's 250
- *	(invariant 1). Either way one summary line is logged per message.
+ *	(invariant 1). Either way one summary line is logged per message; its
+ *	reply= is the whole reply, lines joined with " / " (px_reply_summary).
  */
 #include "autoconfig.h"
 
@@ -128,11 +129,12 @@ static void rcpt_list(const struct px_smtp_txn *t, char *out, size_t outlen)
 		len += (size_t)snprintf(out + len, outlen - len, "%s<%s>", i ? "," : "", t->rcpts[i]);
 }
 
-/* data_summary - the one line per message */
+/* data_summary - the one line per message, with the whole final reply
+ * (every line: Exim's queue id may be on a later one), quoted */
 static void data_summary(struct px_session *s, const struct px_reply *r)
 {
 	const struct px_smtp_txn *t = &s->txn;
-	char rcpts[2048], line[512], q[600];
+	char rcpts[2048], line[PX_REPLY_MAX], q[PX_REPLY_MAX + 256];
 	const char *status = r->code / 100 == 2 ? "delivered" :
 			     r->code / 100 == 4 ? "deferred" : "rejected";
 

@@ -9,9 +9,25 @@
  *	comes the buffered input is processed in order, so pipelined commands are
  *	answered in order.
  *
- *	Ending: px_session_close() flushes the last reply, then closes. The
- *	session's memory lives on until a relay call in flight has answered
- *	(the relay borrows the session's message), then it is freed.
+ *	Deadlines, not idleness: a command line must be complete within
+ *	timeouts.command of the moment the session began waiting for it (a
+ *	client trickling a byte a second is closed at the deadline), a TLS
+ *	handshake within the same time, and output the client does not read
+ *	must drain within it. Output is bounded: past PX_OUTPUT_HIGH pending
+ *	bytes no more input is processed (so a client that pipelines and never
+ *	reads stops being served, and is closed at its write deadline).
+ *
+ *	End of input (TCP FIN, TLS close_notify) is not the end of the work:
+ *	what was already received (commands, a complete message) is processed
+ *	and relayed, and the replies are written while the socket takes them;
+ *	then the session closes.
+ *
+ *	Ending: px_session_close() flushes the last reply (and our TLS
+ *	close_notify), then closes; whatever is still unflushed after
+ *	PX_CLOSE_LINGER is dropped, so every session ends and frees its fd and
+ *	its slot. The session's memory lives on until a relay call in flight
+ *	has answered (the relay borrows the session's message), then it is
+ *	freed.
  * DIAGNOSTICS
  *	"SID connect", "SID disconnect reason=...", state transitions at debug.
  */
@@ -30,7 +46,9 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "common/log.h"
 #include "common/netaddr.h"
@@ -46,6 +64,10 @@ static const char *const px_state_names[PX_S_NSTATES] = {
 };
 
 #define PX_INPUT_HIGH (256 * 1024)   /* stop reading from a client past this */
+#define PX_OUTPUT_HIGH (64 * 1024)   /* stop processing input while more is unsent */
+#define PX_OUTPUT_MAX (1024 * 1024)  /* a session whose unsent output passes this goes */
+#define PX_CLOSE_LINGER 5000         /* ms a closing session may take to flush */
+#define PX_DATA_RATE_MIN 500         /* bytes a second a message must at least arrive at */
 
 static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_write_cb(struct bufferevent *bev, void *arg);
@@ -79,14 +101,40 @@ void px_session_send(struct px_session *s, const struct px_reply *r)
 		return;
 	if (px_log_enabled(PX_LOG_DEBUG))
 		px_log(PX_LOG_DEBUG, s->sid, "reply=\"%s\"", px_reply_summary(r, line, sizeof(line)));
-	bufferevent_write(s->bev, r->wire, r->len);
+	px_session_write(s, r->wire, r->len);
 }
 
-/* px_session_write - raw reply bytes (the EHLO list) */
+/* session_output_len - reply bytes not yet on the wire (below a TLS filter too) */
+static size_t session_output_len(struct px_session *s)
+{
+	struct bufferevent *u;
+	size_t n;
+
+	if (s->bev == NULL)
+		return 0;
+	n = evbuffer_get_length(bufferevent_get_output(s->bev));
+	if ((u = bufferevent_get_underlying(s->bev)) != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(u));
+	return n;
+}
+
+/* px_session_write - raw reply bytes; a client that lets PX_OUTPUT_MAX pile
+ * up is dropped (input stops at PX_OUTPUT_HIGH, so only replies that were
+ * already on their way can get here) */
 void px_session_write(struct px_session *s, const char *p, size_t n)
 {
-	if (s->bev != NULL)
-		bufferevent_write(s->bev, p, n);
+	if (s->bev == NULL)
+		return;
+	if (s->output_overflow)
+		return;
+	if (session_output_len(s) + n > PX_OUTPUT_MAX) {
+		px_log(PX_LOG_WARN, s->sid, "output overflow pending=%zu client=%s",
+		       session_output_len(s), s->client_addr);
+		s->output_overflow = 1;
+		px_session_close(s, "output-overflow");
+		return;
+	}
+	bufferevent_write(s->bev, p, n);
 }
 
 /* px_session_reply - a one-line reply */
@@ -122,13 +170,57 @@ void px_session_error(struct px_session *s, int code, const char *esc, const cha
 	px_session_send(s, &r);
 }
 
-/* px_session_set_timeout - idle limit for reading and writing */
+static void session_linger_now(struct px_session *s);
+static int session_data_progress(struct px_session *s);
+
+/* px_session_set_timeout - idle limit for reading and writing (DATA, BDAT
+ * chunks, the PROXY header); command lines have a deadline on top */
 void px_session_set_timeout(struct px_session *s, unsigned ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
 	if (s->bev != NULL)
 		bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+/* px_session_deadline - the current wait must end within ms (why names it
+ * in the log); a deadline already running for the same why is kept, so
+ * trickled input does not extend it; why NULL turns it off */
+void px_session_deadline(struct px_session *s, const char *why, unsigned ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (s->deadline == NULL ||
+	    (why != NULL && s->deadline_why != NULL && strcmp(why, s->deadline_why) == 0))
+		return;
+	if (s->deadline_why != NULL)
+		evtimer_del(s->deadline);
+	s->deadline_why = NULL;
+	if (why != NULL && evtimer_add(s->deadline, &tv) == 0)
+		s->deadline_why = why;
+}
+
+/* session_deadline_cb - a wait overran its deadline */
+static void session_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_session *s = arg;
+	const char *why = s->deadline_why;
+	char reason[40];
+
+	s->deadline_why = NULL;
+	if (s->closing || why == NULL)
+		return;
+	if (strcmp(why, "data") == 0 && session_data_progress(s))
+		return;
+	snprintf(reason, sizeof(reason), "%s-deadline", why);
+	if (strcmp(why, "write") == 0 || strcmp(why, "tls-handshake") == 0) {
+		/* no reply can reach this client */
+		px_session_close(s, reason);
+		session_linger_now(s);
+		return;
+	}
+	px_session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->cfg->hostname);
+	px_session_close(s, reason);
 }
 
 /* px_session_relay - the relay, created on first use */
@@ -166,6 +258,7 @@ void px_session_txn_reset(struct px_session *s)
 	px_spool_free(t->spool);
 	free(t->received);
 	memset(t, 0, sizeof(*t));
+	s->relay_lost = 0;
 	px_outgoing_free(&s->outgoing);
 	if (s->ptx != NULL)
 		px_txn_reset(s->ptx);      /* plugins' on_reset, then their view of it */
@@ -206,6 +299,10 @@ static void session_free(struct px_session *s)
 	px_relay_free(s->relay);
 	if (s->session_timer)
 		event_free(s->session_timer);
+	if (s->deadline)
+		event_free(s->deadline);
+	if (s->linger)
+		event_free(s->linger);
 	if (s->greet_timer)
 		event_free(s->greet_timer);
 	free(s->auth_resp);
@@ -217,13 +314,18 @@ static void session_free(struct px_session *s)
 
 static void session_try_free(struct px_session *s);
 
+static void session_process(struct px_session *s);
+
 /* session_drain_retry - from the loop: the socket side drained */
 static void session_drain_retry(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_session *s = arg;
 
 	s->drain_scheduled = 0;
-	session_try_free(s);
+	if (s->closing)
+		session_try_free(s);
+	else if (s->output_wait)
+		session_process(s);
 }
 
 /* session_drained_cb - a TLS filter's socket-side output changed */
@@ -257,6 +359,22 @@ static int session_unflushed(struct px_session *s)
 	return 1;
 }
 
+/* session_tls_shutdown - our close_notify, once the replies went through TLS;
+ * 1 if it was queued now (then wait for it to drain) */
+static int session_tls_shutdown(struct px_session *s)
+{
+	SSL *ssl;
+
+	if (s->tls_shut || !s->tls || s->bev == NULL || s->output_overflow ||
+	    (ssl = bufferevent_openssl_get_ssl(s->bev)) == NULL)
+		return 0;
+	s->tls_shut = 1;
+	if (SSL_shutdown(ssl) < 0)
+		return 0;
+	return bufferevent_get_underlying(s->bev) != NULL &&
+	       evbuffer_get_length(bufferevent_get_output(bufferevent_get_underlying(s->bev))) > 0;
+}
+
 /* session_drop_bev - free the bufferevent (and a TLS filter's socket side) */
 static void session_drop_bev(struct px_session *s)
 {
@@ -269,15 +387,53 @@ static void session_drop_bev(struct px_session *s)
 	s->bev = NULL;
 }
 
-/* session_try_free - free once the reply is flushed and no relay call is out */
+/* session_free_cb - from the loop: nobody holds the session any more */
+static void session_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	session_free(arg);
+}
+
+/* session_try_free - free once the reply (and close_notify) is flushed and
+ * no relay or chain call is out; the free itself runs on the next loop
+ * turn, so no caller ever holds a freed session */
 static void session_try_free(struct px_session *s)
 {
-	if (session_unflushed(s))
+	struct timeval now = { 0, 0 };
+
+	if (s->free_scheduled)
 		return;
+	if (!s->output_overflow && (session_unflushed(s) || session_tls_shutdown(s))) {
+		if (s->drain_cb == NULL)
+			session_unflushed(s);     /* watch the socket side drain */
+		return;
+	}
 	if (s->bev != NULL)
 		session_drop_bev(s);
-	if (!s->parked && !s->drain_scheduled)
+	if (s->parked || s->drain_scheduled)
+		return;
+	s->free_scheduled = 1;
+	if (event_base_once(s->base, -1, EV_TIMEOUT, session_free_cb, s, &now) < 0)
 		session_free(s);
+}
+
+/* session_linger_now - stop waiting for the client to read: drop, free */
+static void session_linger_now(struct px_session *s)
+{
+	s->output_overflow = 1;
+	if (s->bev != NULL)
+		session_drop_bev(s);
+	session_try_free(s);
+}
+
+/* session_linger_cb - a closing session took too long to flush */
+static void session_linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct px_session *s = arg;
+
+	if (s->bev != NULL)
+		px_log(PX_LOG_INFO, s->sid, "close unflushed=%zu reason=linger-timeout",
+		       session_output_len(s));
+	session_linger_now(s);
 }
 
 /* px_session_gone - whether the caller must stop touching the session */
@@ -291,11 +447,20 @@ void px_session_close(struct px_session *s, const char *reason)
 {
 	if (s->closing)
 		return;
+	struct timeval tv;
+	unsigned ms = s->cfg->timeouts.command < PX_CLOSE_LINGER ? s->cfg->timeouts.command :
+		      PX_CLOSE_LINGER;
+
 	s->closing = 1;
 	px_log(PX_LOG_INFO, s->sid, "disconnect reason=%s messages=%u errors=%u", reason,
 	       s->messages, s->errors);
+	px_session_deadline(s, NULL, 0);
 	if (s->bev != NULL)
 		bufferevent_disable(s->bev, EV_READ);
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	if (s->linger != NULL)
+		evtimer_add(s->linger, &tv);
 	session_try_free(s);
 }
 
@@ -303,6 +468,7 @@ void px_session_close(struct px_session *s, const char *reason)
 void px_session_park(struct px_session *s)
 {
 	s->parked = 1;
+	px_session_deadline(s, NULL, 0);     /* our turn: the client is not late */
 	if (s->bev != NULL)
 		bufferevent_disable(s->bev, EV_READ);
 }
@@ -311,11 +477,12 @@ void px_session_park(struct px_session *s)
 void px_session_unpark(struct px_session *s)
 {
 	s->parked = 0;
-	if (s->closing) {
+	if (s->closing || s->bev == NULL) {
 		session_try_free(s);
 		return;
 	}
-	bufferevent_enable(s->bev, EV_READ);
+	if (!s->peer_eof)
+		bufferevent_enable(s->bev, EV_READ);
 	session_process(s);
 }
 
@@ -367,6 +534,77 @@ static void session_dispatch(struct px_session *s, char *line)
 		px_session_command(s, line);
 }
 
+/* session_output_full - too much unsent output: process no more input
+ * until it drains (the write callback, or the TLS socket side's drain,
+ * resumes), within the write deadline */
+static int session_output_full(struct px_session *s)
+{
+	if (session_output_len(s) <= PX_OUTPUT_HIGH) {
+		if (s->output_wait && !s->peer_eof)
+			bufferevent_enable(s->bev, EV_READ);
+		s->output_wait = 0;
+		return 0;
+	}
+	if (!s->output_wait) {
+		s->output_wait = 1;
+		bufferevent_disable(s->bev, EV_READ);
+		session_unflushed(s);            /* watch a TLS socket side drain */
+	}
+	return 1;
+}
+
+/* session_data_deadline - message text: each timeouts.data period must
+ * bring PX_DATA_RATE_MIN bytes a second (Postfix's smtpd_min_data_rate),
+ * so a trickle ends; the idle timeout (timeouts.data) still applies */
+static void session_data_deadline(struct px_session *s)
+{
+	if (s->deadline_why == NULL || strcmp(s->deadline_why, "data") != 0)
+		s->data_mark = s->txn.reader.size;
+	px_session_deadline(s, "data", s->cfg->timeouts.data);
+}
+
+/* session_data_progress - at a "data" deadline: enough bytes came? then go on */
+static int session_data_progress(struct px_session *s)
+{
+	size_t need = (size_t)PX_DATA_RATE_MIN * (s->cfg->timeouts.data / 1000);
+
+	if (s->state != PX_S_DATA && s->state != PX_S_BDAT && s->bdat_left == 0)
+		return 0;
+	if (s->txn.reader.size - s->data_mark < need)
+		return 0;
+	s->data_mark = s->txn.reader.size;
+	px_session_deadline(s, "data", s->cfg->timeouts.data);
+	return 1;
+}
+
+/* session_wait_deadline - what the session now waits for, and its deadline */
+static void session_wait_deadline(struct px_session *s)
+{
+	if (s->closing || s->bev == NULL)
+		return;
+	if (s->output_wait)
+		px_session_deadline(s, "write", s->cfg->timeouts.command);
+	else if (s->tls_pending)
+		px_session_deadline(s, "tls-handshake", s->cfg->timeouts.command);
+	else if (s->parked || s->opening)
+		px_session_deadline(s, NULL, 0);
+	else if (s->state == PX_S_DATA || s->state == PX_S_BDAT || s->bdat_left > 0)
+		session_data_deadline(s);
+	else
+		px_session_deadline(s, "command", s->cfg->timeouts.command);
+}
+
+/* session_input_done - nothing more to process: at end of input, close */
+static void session_input_done(struct px_session *s)
+{
+	if (!s->peer_eof || s->parked || s->closing || s->output_wait)
+		return;
+	if (s->state == PX_S_DATA || s->bdat_left > 0)
+		px_log(PX_LOG_INFO, s->sid, "message incomplete at end of input size=%zu",
+		       s->txn.reader.size);
+	px_session_close(s, "client-eof");
+}
+
 /* session_process - handle buffered input until it runs out or we must wait */
 static void session_process(struct px_session *s)
 {
@@ -376,7 +614,7 @@ static void session_process(struct px_session *s)
 
 	if (buf == NULL)
 		return;
-	while (!s->parked && !s->closing && s->bev != NULL) {
+	while (!s->parked && !s->closing && s->bev != NULL && !session_output_full(s)) {
 		in = bufferevent_get_input(s->bev);
 		if (s->bdat_left > 0) {
 			if (!px_bdat_input(s))
@@ -390,12 +628,16 @@ static void session_process(struct px_session *s)
 		}
 		if (evbuffer_get_length(in) == 0)
 			break;
-		if (session_line(s, in, buf, max + 1))
+		if (session_line(s, in, buf, max + 1)) {
+			px_session_deadline(s, NULL, 0);   /* the next command gets its own */
 			session_dispatch(s, buf);
-		else if (evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF).pos < 0)
+		} else if (evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF).pos < 0) {
 			break;
+		}
 	}
 	free(buf);
+	session_wait_deadline(s);
+	session_input_done(s);
 }
 
 /* session_read_cb - input arrived */
@@ -422,6 +664,20 @@ static void session_write_cb(struct bufferevent *bev, void *arg)
 
 	if (s->closing)
 		session_try_free(s);
+	else if (s->output_wait)
+		session_process(s);
+}
+
+/* session_eof - the client finished sending (FIN, or TLS close_notify):
+ * process what it sent, write the replies while the socket takes them */
+static void session_eof(struct px_session *s)
+{
+	px_log(PX_LOG_DEBUG, s->sid, "client end-of-input buffered=%zu",
+	       evbuffer_get_length(bufferevent_get_input(s->bev)));
+	s->peer_eof = 1;
+	bufferevent_disable(s->bev, EV_READ);
+	bufferevent_enable(s->bev, EV_WRITE);
+	session_process(s);
 }
 
 /* session_event_cb - EOF, error, timeout */
@@ -431,11 +687,24 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		px_session_tls_up(s);
+		session_wait_deadline(s);
+		return;
+	}
+	if ((what & BEV_EVENT_TIMEOUT) && (s->tls_pending || (what & BEV_EVENT_WRITING))) {
+		/* a stalled handshake, or a client that does not read: no reply
+		 * can reach it */
+		px_session_close(s, s->tls_pending ? "tls-handshake-timeout" : "write-timeout");
+		session_linger_now(s);
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		px_session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->cfg->hostname);
 		px_session_close(s, "timeout");
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && !s->closing && !s->tls_pending && !s->opening &&
+	    !s->peer_eof) {
+		session_eof(s);
 		return;
 	}
 	session_drop_bev(s);        /* nothing more can be written */
@@ -475,6 +744,8 @@ static void session_timers(struct px_session *s)
 			      (s->cfg->timeouts.session % 1000) * 1000 };
 
 	px_session_set_timeout(s, s->cfg->timeouts.command);
+	s->deadline = evtimer_new(s->base, session_deadline_cb, s);
+	s->linger = evtimer_new(s->base, session_linger_cb, s);
 	s->session_timer = evtimer_new(s->base, session_time_limit, s);
 	if (s->session_timer != NULL)
 		evtimer_add(s->session_timer, &tv);

@@ -76,8 +76,19 @@ struct px_session {
 	int closing;                           /* QUIT, timeout, or the client left */
 	int discard_line;                      /* skipping an over-long command line */
 	struct event *session_timer;
+	struct event *deadline;                /* the current wait must end by then */
+	const char *deadline_why;              /* "command", "write", "tls-handshake"; NULL: off */
+	struct event *linger;                  /* a closing session is freed by then */
+	int peer_eof;                          /* the client sent FIN / close_notify */
+	int tls_shut;                          /* our close_notify is queued */
+	int output_wait;                       /* input paused: the client is not reading */
+	int output_overflow;                   /* write nothing more: dropping the client */
+	int free_scheduled;                    /* session_free runs on the next loop turn */
+	size_t data_mark;                      /* message bytes at the last "data" deadline */
 	struct px_relay *relay;
 	int relay_mail_open;                   /* our MAIL is open at the backend */
+	int relay_lost;                        /* the backend lost a transaction that had
+						  recipients: 4xx until RSET/MAIL anew */
 	struct px_reply relay_mail_reply;
 	int dsn;                               /* DSN was advertised in EHLO */
 	struct px_smtp_path path;              /* scratch: the MAIL/RCPT being handled */
@@ -114,7 +125,6 @@ struct px_session {
 	int bdat_last;                         /* the chunk being read is LAST */
 	int bdat_discard;                      /* read and drop this chunk */
 	int bdat_used;                         /* the transaction uses BDAT */
-	int bdat_cr;                           /* the last chunk ended in CR */
 	struct px_reply bdat_reply;            /* the answer once a dropped chunk is read */
 	char xclient_helo[256];                /* XCLIENT HELO: wins over a later EHLO */
 
@@ -141,6 +151,7 @@ void px_session_park(struct px_session *s);
 void px_session_unpark(struct px_session *s);
 int px_session_gone(struct px_session *s);
 void px_session_set_timeout(struct px_session *s, unsigned ms);
+void px_session_deadline(struct px_session *s, const char *why, unsigned ms);
 struct px_relay *px_session_relay(struct px_session *s);
 void px_session_txn_reset(struct px_session *s);
 uint64_t px_now_ms(void);

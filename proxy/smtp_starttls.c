@@ -58,6 +58,7 @@ int px_session_tls_wrap(struct px_session *s)
 	s->tls_pending = 1;
 	px_session_set_callbacks(s);
 	px_session_set_timeout(s, s->cfg->timeouts.command);
+	px_session_deadline(s, "tls-handshake", s->cfg->timeouts.command);
 	bufferevent_enable(f, EV_READ | EV_WRITE);
 	return 0;
 }

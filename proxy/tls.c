@@ -10,6 +10,8 @@
  */
 #include "autoconfig.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,17 +194,31 @@ SSL *px_tls_server_ssl(struct px_tls *t)
 	return t != NULL && t->nserver > 0 ? SSL_new(t->server[0]) : NULL;
 }
 
-/* px_tls_client_ssl - a new SSL for the backend, with SNI and name check */
+/* ip_literal - name is an IPv4 or IPv6 address, not a host name */
+static int ip_literal(const char *name)
+{
+	unsigned char addr[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
+}
+
+/* px_tls_client_ssl - a new SSL for the backend, with SNI and name check;
+ * an IP literal gets no SNI (RFC 6066 3) and is checked as an address */
 SSL *px_tls_client_ssl(struct px_tls *t, const char *server_name, int verify)
 {
 	SSL *ssl = t != NULL && t->client != NULL ? SSL_new(t->client) : NULL;
+	int ip = ip_literal(server_name);
 
 	if (ssl == NULL)
 		return NULL;
-	SSL_set_tlsext_host_name(ssl, server_name);
+	if (!ip)
+		SSL_set_tlsext_host_name(ssl, server_name);
 	if (verify) {
 		SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
-		SSL_set1_host(ssl, server_name);
+		if (ip)
+			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server_name);
+		else
+			SSL_set1_host(ssl, server_name);
 	}
 	return ssl;
 }

@@ -27,7 +27,8 @@ void px_tls_free_all(void);
 
 /* px_tls_server_ssl - a new SSL to accept with, or NULL (no certificate) */
 SSL *px_tls_server_ssl(struct px_tls *t);
-/* px_tls_client_ssl - a new SSL to connect to the backend with, or NULL */
+/* px_tls_client_ssl - a new SSL to connect to the backend with, or NULL;
+ * server_name goes out as SNI unless it is an IP literal (RFC 6066 3) */
 SSL *px_tls_client_ssl(struct px_tls *t, const char *server_name, int verify);
 
 /* px_tls_describe - "TLSv1.3", "TLS_AES_256_GCM_SHA384", 256 */

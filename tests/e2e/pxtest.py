@@ -44,7 +44,8 @@ def require(prog):
     if p is None:
         raise PeerError("required program %r not found (install Debian package %s)"
                         % (prog, {"smtp-sink": "postfix", "postfix": "postfix",
-                                  "postconf": "postfix"}.get(prog, prog)))
+                                  "postconf": "postfix", "smtp-source": "postfix",
+                                  "posttls-finger": "postfix"}.get(prog, prog)))
     return p
 
 
@@ -847,8 +848,9 @@ class Posternd:
     """posternd in the foreground (-f), its log (stderr) in a file."""
 
     def __init__(self, binary, workdir, backend, settings=None, overrides=(),
-                 port=None, hostname="mx.test"):
+                 port=None, hostname="mx.test", preexec_fn=None):
         self.binary = binary
+        self.preexec_fn = preexec_fn    # run in the child before exec (rlimits)
         self.workdir = os.path.abspath(str(workdir))
         self.port = port or free_port()
         self.conf = os.path.join(self.workdir, "postern.conf")
@@ -892,7 +894,8 @@ class Posternd:
         self._log = open(self.logfile, "ab")
         self.proc = subprocess.Popen(self.argv("-f"), stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=self._log,
-                                     cwd=self.workdir, start_new_session=True)
+                                     cwd=self.workdir, start_new_session=True,
+                                     preexec_fn=self.preexec_fn)
         try:
             wait_until(lambda: port_accepts(self.port), START_WAIT,
                        "posternd on port %d" % self.port, self.proc)

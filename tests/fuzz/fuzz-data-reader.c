@@ -7,13 +7,15 @@
  *	./fuzz-data-reader -max_total_time=60
  * DESCRIPTION
  *	The first input byte picks the settings (normalisation, a small line
- *	limit, a small size limit) and the second a chunk size; the rest is the
- *	DATA stream. Checks, aborting on failure:
+ *	limit, a small size limit) and the second a chunk size and the mode
+ *	(its top bit: raw, as for BDAT); the rest is the DATA stream (or the
+ *	BDAT text). Checks, aborting on failure:
  * .IP \(bu
  *	the same output, flags, size, lines, consumed count and end whether fed
  *	whole, byte by byte, or in chunks;
  * .IP \(bu
  *	the end is found only right after "CRLF.CRLF" (or ".CRLF" at the start);
+ *	in raw mode never, and without normalisation the output is the input;
  * .IP \(bu
  *	with normalisation, the output holds no bare CR or LF;
  * .IP \(bu
@@ -71,7 +73,7 @@ static int sink(void *arg, const char *p, size_t n)
 
 /* feed_all - feed in chunks of chunk bytes (0 = whole) into a fresh reader */
 static void feed_all(const char *in, size_t len, size_t chunk, size_t line_max, size_t size_max,
-		     int norm, struct run *res)
+		     int norm, int raw, struct run *res)
 {
 	struct px_data_reader r;
 	size_t off = 0, n;
@@ -79,13 +81,18 @@ static void feed_all(const char *in, size_t len, size_t chunk, size_t line_max, 
 	int done = 0;
 
 	memset(res, 0, sizeof(*res));
-	px_data_reader_init(&r, line_max, size_max, norm);
+	if (raw)
+		px_data_reader_init_raw(&r, line_max, size_max, norm);
+	else
+		px_data_reader_init(&r, line_max, size_max, norm);
 	while (off < len && !done) {
 		n = chunk == 0 || len - off < chunk ? len - off : chunk;
 		got = px_data_reader_feed(&r, in + off, n, sink, &res->out, &done);
 		check(got >= 0 && (size_t)got <= n && (done || (size_t)got == n));
 		off += (size_t)got;
 	}
+	if (raw)
+		check(px_data_reader_finish(&r, sink, &res->out) == 0);
 	res->flags = r.flags;
 	res->size = r.size;
 	res->lines = r.lines;
@@ -147,7 +154,7 @@ static void round_trip(const struct run *res)
 		return;
 	check(n == 0 || (n >= 2 && memcmp(res->out.buf + n - 2, "\r\n", 2) == 0));
 	restuff(&res->out, &wire);
-	feed_all(wire.buf, wire.len, 0, 0, 0, 0, &back);
+	feed_all(wire.buf, wire.len, 0, 0, 0, 0, 0, &back);
 	check(back.done && back.consumed == wire.len);
 	check(back.out.len == n && (n == 0 || memcmp(back.out.buf, res->out.buf, n) == 0));
 	check((back.flags & ~PX_DATA_NUL) == 0);
@@ -161,7 +168,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct run whole, bytes, chunks;
 	const char *in = (const char *)data + 2;
 	size_t len, line_max, size_max, chunk;
-	int norm;
+	int norm, raw;
 
 	if (size < 2)
 		return 0;
@@ -169,18 +176,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	norm = data[0] & 1;
 	line_max = (data[0] >> 1) & 7;
 	size_max = (data[0] >> 4) & 3 ? (size_t)((data[0] >> 4) & 15) * 4 : 0;
-	chunk = (size_t)data[1] % 17 + 1;
-	feed_all(in, len, 0, line_max, size_max, norm, &whole);
-	feed_all(in, len, 1, line_max, size_max, norm, &bytes);
-	feed_all(in, len, chunk, line_max, size_max, norm, &chunks);
+	chunk = (size_t)(data[1] & 0x7f) % 17 + 1;
+	raw = data[1] >> 7;
+	feed_all(in, len, 0, line_max, size_max, norm, raw, &whole);
+	feed_all(in, len, 1, line_max, size_max, norm, raw, &bytes);
+	feed_all(in, len, chunk, line_max, size_max, norm, raw, &chunks);
 	same(&whole, &bytes);
 	same(&whole, &chunks);
 	check_end(in, &whole);
+	if (raw) {
+		check(!whole.done && whole.consumed == len);
+		if (!norm && !size_max)
+			check(whole.out.len == len &&
+			      (len == 0 || memcmp(whole.out.buf, in, len) == 0));
+	}
 	check(size_max == 0 || whole.out.len == (whole.size < size_max ? whole.size : size_max));
 	check(!!(whole.flags & PX_DATA_TOO_BIG) == (size_max && whole.size > size_max));
-	if (norm && !(whole.flags & PX_DATA_TOO_BIG) && whole.done)
+	if (norm && !(whole.flags & PX_DATA_TOO_BIG) && (whole.done || raw))
 		check(no_bare(&whole.out));
-	round_trip(&whole);
+	if (!raw)
+		round_trip(&whole);
 	free(whole.out.buf);
 	free(bytes.out.buf);
 	free(chunks.out.buf);

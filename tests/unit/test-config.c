@@ -180,7 +180,7 @@ START_TEST(defaults_limits_timeouts)
 	struct px_config *c = load_ok(FIXTURES "/minimal/postern.conf", NULL, 0);
 
 	ck_assert_uint_eq(c->limits.command_line_max, 2048);
-	ck_assert_uint_eq(c->limits.text_line_max, 1000);
+	ck_assert_uint_eq(c->limits.text_line_max, 1024 * 1024);
 	ck_assert_uint_eq(c->limits.message_size_max, 50 * 1024 * 1024);
 	ck_assert_uint_eq(c->limits.recipients_max, 1000);
 	ck_assert_uint_eq(c->limits.errors_max, 20);
@@ -685,7 +685,7 @@ START_TEST(dump_lines)
 	ck_assert(has_line(d, "log_level = info"));
 	ck_assert(has_line(d, "limits.recipients_max = 1000"));
 	ck_assert(has_line(d, "limits.message_size_max = 50M"));
-	ck_assert(has_line(d, "limits.text_line_max = 1000"));
+	ck_assert(has_line(d, "limits.text_line_max = 1M"));
 	ck_assert(has_line(d, "timeouts.command = 5m"));
 	ck_assert(has_line(d, "timeouts.session = 1h"));
 	ck_assert(has_line(d, "timeouts.backend_connect = 30s"));

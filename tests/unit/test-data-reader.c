@@ -6,7 +6,9 @@
  *	seeded random chunkings; output, flags, size, lines, consumed count
  *	and done must be identical every time. Tables cover the end of data,
  *	dot-unstuffing, the SMTP smuggling family (with and without
- *	normalisation), NUL, long lines at and over the limit, and size limits.
+ *	normalisation, which keeps every dot of the text), NUL, long lines at
+ *	and over the limit (and under the 1 MiB default, streamed), size limits,
+ *	and raw mode (BDAT: no dots, no terminator, the same checks).
  *	A naive whole-buffer reference model is compared against the reader on
  *	every string up to 7 bytes over { CR LF . a NUL } and on random
  *	longer ones.
@@ -28,6 +30,7 @@
 struct cfg {
 	size_t line_max, size_max;
 	int normalize;
+	int raw;                  /* BDAT mode: no dots, no end, finish at the end */
 };
 
 struct result {
@@ -121,7 +124,10 @@ static void run_reader(const char *in, size_t len, const struct cfg *cfg, struct
 	int done = 0;
 
 	memset(res, 0, sizeof(*res));
-	px_data_reader_init(&r, cfg->line_max, cfg->size_max, cfg->normalize);
+	if (cfg->raw)
+		px_data_reader_init_raw(&r, cfg->line_max, cfg->size_max, cfg->normalize);
+	else
+		px_data_reader_init(&r, cfg->line_max, cfg->size_max, cfg->normalize);
 	while (off < len && !done) {
 		n = next_chunk(ch, off, len);
 		got = px_data_reader_feed(&r, in + off, n, sink, res, &done);
@@ -132,6 +138,8 @@ static void run_reader(const char *in, size_t len, const struct cfg *cfg, struct
 	if (len == 0) {
 		REQUIRE(px_data_reader_feed(&r, in, 0, sink, res, &done) == 0, "empty feed");
 	}
+	if (cfg->raw)
+		REQUIRE(px_data_reader_finish(&r, sink, res) == 0, "finish");
 	res->flags = r.flags;
 	res->size = r.size;
 	res->lines = r.lines;
@@ -203,7 +211,8 @@ static void ref_len(struct result *res, const struct cfg *cfg, size_t *line)
 }
 
 /* ref_byte - one input byte (not a line-start dot); returns bytes used,
- * sets *bol to 1 after CRLF, 2 after a normalised bare end, 0 otherwise */
+ * sets *bol to 1 after CRLF, 2 after a normalised bare end (a line for
+ * counting only: a dot after it is text), 0 otherwise */
 static size_t ref_byte(const char *in, size_t i, size_t len, const struct cfg *cfg,
 		       struct result *res, size_t *line, int *bol)
 {
@@ -244,9 +253,11 @@ static void ref_run(const char *in, size_t len, const struct cfg *cfg, struct re
 	int bol = 1;
 
 	memset(res, 0, sizeof(*res));
+	while (i < len && cfg->raw)           /* BDAT: every byte is text */
+		i += ref_byte(in, i, len, cfg, res, &line, &bol);
 	while (i < len) {
-		if (bol && in[i] == '.') {
-			if (bol == 1 && i + 2 < len && in[i + 1] == '\r' && in[i + 2] == '\n') {
+		if (bol == 1 && in[i] == '.') {
+			if (i + 2 < len && in[i + 1] == '\r' && in[i + 2] == '\n') {
 				res->done = 1;
 				res->consumed = i + 3;
 				return;
@@ -312,13 +323,21 @@ static const struct vec {
 	/* normalisation of bare line ends, and unstuffing after them */
 	{ S("a\nb\r\n.\r\n"), 1, 0, 0, S("a\r\nb\r\n"), PX_DATA_BARE_LF, 8, 1, 2 },
 	{ S("a\rb\r\n.\r\n"), 1, 0, 0, S("a\r\nb\r\n"), PX_DATA_BARE_CR, 8, 1, 2 },
-	{ S("a\n..b\r\n.\r\n"), 1, 0, 0, S("a\r\n.b\r\n"), PX_DATA_BARE_LF, 10, 1, 2 },
+	{ S("a\n..b\r\n.\r\n"), 1, 0, 0, S("a\r\n..b\r\n"), PX_DATA_BARE_LF, 10, 1, 2 },
 	{ S("a\n..b\r\n.\r\n"), 0, 0, 0, S("a\n..b\r\n"), PX_DATA_BARE_LF, 10, 1, 1 },
 	{ S("a\r\r\n.\r\n"), 0, 0, 0, S("a\r\r\n"), PX_DATA_BARE_CR, 7, 1, 1 },
 	{ S("a\r\r\n.\r\n"), 1, 0, 0, S("a\r\n\r\n"), PX_DATA_BARE_CR, 7, 1, 2 },
-	{ S("\n\n.\r\n\r\n.\r\n"), 1, 0, 0, S("\r\n\r\n\r\n\r\n"), PX_DATA_BARE_LF, 10, 1, 4 },
+	{ S("\n\n.\r\n\r\n.\r\n"), 1, 0, 0, S("\r\n\r\n.\r\n\r\n"), PX_DATA_BARE_LF, 10, 1, 4 },
 	{ S("\r\r\r\n.\r\n"), 1, 0, 0, S("\r\n\r\n\r\n"), PX_DATA_BARE_CR, 7, 1, 3 },
-	{ S("\n.\r\n"), 1, 0, 0, S("\r\n\r\n"), PX_DATA_BARE_LF, 4, 0, 2 },
+	{ S("\n.\r\n"), 1, 0, 0, S("\r\n.\r\n"), PX_DATA_BARE_LF, 4, 0, 2 },
+	/* normalisation keeps every dot of the text: after a bare end no line
+	 * started for SMTP, so the client stuffed nothing there */
+	{ S("a\n.\nb\r\n.\r\n"), 1, 0, 0, S("a\r\n.\r\nb\r\n"), PX_DATA_BARE_LF, 10, 1, 3 },
+	{ S("a\r.\rb\r\n.\r\n"), 1, 0, 0, S("a\r\n.\r\nb\r\n"), PX_DATA_BARE_CR, 10, 1, 3 },
+	{ S("a\n...\r\n.\r\n"), 1, 0, 0, S("a\r\n...\r\n"), PX_DATA_BARE_LF, 10, 1, 2 },
+	{ S("a\r\n..\nb\r\n.\r\n"), 1, 0, 0, S("a\r\n.\r\nb\r\n"), PX_DATA_BARE_LF, 12, 1,
+	  3 },
+	{ S("\n..x\r\n.\r\n"), 1, 0, 0, S("\r\n..x\r\n"), PX_DATA_BARE_LF, 9, 1, 2 },
 	/* NUL */
 	{ S("\x00\r\n.\r\n"), 0, 0, 0, S("\x00\r\n"), PX_DATA_NUL, 6, 1, 1 },
 	{ S("a\x00" "b\r\n.\r\n"), 0, 0, 0, S("a\x00" "b\r\n"), PX_DATA_NUL, 8, 1, 1 },
@@ -356,7 +375,7 @@ static const struct vec {
 START_TEST(test_vectors)
 {
 	const struct vec *v = &vecs[_i];
-	struct cfg cfg = { v->line_max, v->size_max, v->normalize };
+	struct cfg cfg = { v->line_max, v->size_max, v->normalize, 0 };
 	struct result res;
 
 	run_all_chunkings(v->in, v->len, &cfg, &res);
@@ -387,7 +406,7 @@ END_TEST
 
 START_TEST(test_size_counts_past_max)
 {
-	struct cfg cfg = { 0, 3, 0 };
+	struct cfg cfg = { 0, 3, 0, 0 };
 	struct result res;
 
 	run_all_chunkings(S("hello\r\n..x\r\n.\r\n"), &cfg, &res);
@@ -410,15 +429,15 @@ static const struct smuggle {
 	const char *out_norm;     /* normalize on */
 	size_t out_norm_len;
 } smuggles[] = {
-	{ S("\n.\n"), PX_DATA_BARE_LF, S("hello\n.\nworld\r\n"), S("hello\r\n\r\nworld\r\n") },
-	{ S("\r.\r"), PX_DATA_BARE_CR, S("hello\r.\rworld\r\n"), S("hello\r\n\r\nworld\r\n") },
+	{ S("\n.\n"), PX_DATA_BARE_LF, S("hello\n.\nworld\r\n"), S("hello\r\n.\r\nworld\r\n") },
+	{ S("\r.\r"), PX_DATA_BARE_CR, S("hello\r.\rworld\r\n"), S("hello\r\n.\r\nworld\r\n") },
 	{ S("\r.\n"), PX_DATA_BARE_CR | PX_DATA_BARE_LF, S("hello\r.\nworld\r\n"),
-	  S("hello\r\n\r\nworld\r\n") },
+	  S("hello\r\n.\r\nworld\r\n") },
 	{ S("\n.\r"), PX_DATA_BARE_LF | PX_DATA_BARE_CR, S("hello\n.\rworld\r\n"),
-	  S("hello\r\n\r\nworld\r\n") },
-	{ S("\n.\r\n"), PX_DATA_BARE_LF, S("hello\n.\r\nworld\r\n"), S("hello\r\n\r\nworld\r\n") },
+	  S("hello\r\n.\r\nworld\r\n") },
+	{ S("\n.\r\n"), PX_DATA_BARE_LF, S("hello\n.\r\nworld\r\n"), S("hello\r\n.\r\nworld\r\n") },
 	{ S("\r\n.\n"), PX_DATA_BARE_LF, S("hello\r\n\nworld\r\n"), S("hello\r\n\r\nworld\r\n") },
-	{ S("\r.\r\n"), PX_DATA_BARE_CR, S("hello\r.\r\nworld\r\n"), S("hello\r\n\r\nworld\r\n") },
+	{ S("\r.\r\n"), PX_DATA_BARE_CR, S("hello\r.\r\nworld\r\n"), S("hello\r\n.\r\nworld\r\n") },
 	{ S("\r\n.\r"), PX_DATA_BARE_CR, S("hello\r\n\rworld\r\n"), S("hello\r\n\r\nworld\r\n") },
 	{ S("\r\n\x00.\r\n"), PX_DATA_NUL, S("hello\r\n\x00.\r\nworld\r\n"),
 	  S("hello\r\n\x00.\r\nworld\r\n") },
@@ -430,15 +449,15 @@ static const struct smuggle {
 	  S("hello\r\n\r\n\r\n\r\nworld\r\n") },
 	/* more of the family */
 	{ S("\n.\n\r\n"), PX_DATA_BARE_LF, S("hello\n.\n\r\nworld\r\n"),
-	  S("hello\r\n\r\n\r\nworld\r\n") },
+	  S("hello\r\n.\r\n\r\nworld\r\n") },
 	{ S("\r\n.\n\r\n"), PX_DATA_BARE_LF, S("hello\r\n\n\r\nworld\r\n"),
 	  S("hello\r\n\r\n\r\nworld\r\n") },
 	{ S("\r\n.\r\r"), PX_DATA_BARE_CR, S("hello\r\n\r\rworld\r\n"),
 	  S("hello\r\n\r\n\r\nworld\r\n") },
 	{ S("\r\n\r.\r\n"), PX_DATA_BARE_CR, S("hello\r\n\r.\r\nworld\r\n"),
-	  S("hello\r\n\r\n\r\nworld\r\n") },
+	  S("hello\r\n\r\n.\r\nworld\r\n") },
 	{ S("\r\n\n.\r\n"), PX_DATA_BARE_LF, S("hello\r\n\n.\r\nworld\r\n"),
-	  S("hello\r\n\r\n\r\nworld\r\n") },
+	  S("hello\r\n\r\n.\r\nworld\r\n") },
 };
 
 /* smuggle_check - one smuggling sequence in a body, in one mode */
@@ -449,7 +468,7 @@ static void smuggle_check(int idx, int normalize)
 	static const char ohead[] = "Subject: x\r\n\r\n";
 	const struct smuggle *sm = &smuggles[idx];
 	char in[128], want[128];
-	struct cfg cfg = { 1000, 0, normalize };
+	struct cfg cfg = { 1000, 0, normalize, 0 };
 	struct result res;
 	size_t n = 0, w = 0;
 
@@ -482,7 +501,7 @@ END_TEST
 START_TEST(test_smuggling_at_start)
 {
 	/* the same sequences as the very first bytes of DATA */
-	struct cfg cfg = { 0, 0, 0 };
+	struct cfg cfg = { 0, 0, 0, 0 };
 	struct result res;
 	char in[64];
 	size_t n;
@@ -500,6 +519,159 @@ START_TEST(test_smuggling_at_start)
 			res_free(&res);
 		}
 	}
+}
+END_TEST
+
+/* ---- raw mode (BDAT) ------------------------------------------------- */
+
+static const struct rawvec {
+	const char *in;
+	size_t len;
+	int normalize;
+	size_t line_max, size_max;
+	const char *out;
+	size_t out_len;
+	unsigned flags;
+	size_t lines;
+} rawvecs[] = {
+	/* no unstuffing and no terminator: dots and ".CRLF" are text */
+	{ S(""), 0, 0, 0, S(""), 0, 0 },
+	{ S(".\r\n"), 0, 0, 0, S(".\r\n"), 0, 1 },
+	{ S("..a\r\n.\r\nQUIT\r\n"), 0, 0, 0, S("..a\r\n.\r\nQUIT\r\n"), 0, 3 },
+	{ S("a\r\n.\r\n"), 1, 0, 0, S("a\r\n.\r\n"), 0, 2 },
+	/* bare line ends: flagged; normalised to CRLF, dots kept */
+	{ S("a\nb\r\n"), 0, 0, 0, S("a\nb\r\n"), PX_DATA_BARE_LF, 1 },
+	{ S("a\nb\r\n"), 1, 0, 0, S("a\r\nb\r\n"), PX_DATA_BARE_LF, 2 },
+	{ S("a\rb\r\n"), 1, 0, 0, S("a\r\nb\r\n"), PX_DATA_BARE_CR, 2 },
+	{ S("a\n.\nb"), 1, 0, 0, S("a\r\n.\r\nb"), PX_DATA_BARE_LF, 2 },
+	{ S("\r\r\n"), 1, 0, 0, S("\r\n\r\n"), PX_DATA_BARE_CR, 2 },
+	/* a CR as the very last byte is bare (px_data_reader_finish) */
+	{ S("abc\r"), 0, 0, 0, S("abc\r"), PX_DATA_BARE_CR, 0 },
+	{ S("abc\r"), 1, 0, 0, S("abc\r\n"), PX_DATA_BARE_CR, 1 },
+	{ S("abc\r\n"), 0, 0, 0, S("abc\r\n"), 0, 1 },
+	/* NUL, line length (as sent: a leading dot counts), size */
+	{ S("a\x00" "b\r\n"), 0, 0, 0, S("a\x00" "b\r\n"), PX_DATA_NUL, 1 },
+	{ S("12345678\r\n"), 0, 10, 0, S("12345678\r\n"), 0, 1 },
+	{ S("123456789\r\n"), 0, 10, 0, S("123456789\r\n"), PX_DATA_LONG_LINE, 1 },
+	{ S("..3456789\r\n"), 0, 10, 0, S("..3456789\r\n"), PX_DATA_LONG_LINE, 1 },
+	{ S("hello\r\n"), 0, 0, 6, S("hello\r"), PX_DATA_TOO_BIG, 1 },
+	{ S("a\nb\r\n"), 1, 0, 3, S("a\r\n"), PX_DATA_TOO_BIG | PX_DATA_BARE_LF, 2 },
+};
+
+START_TEST(test_raw_vectors)
+{
+	const struct rawvec *v = &rawvecs[_i];
+	struct cfg cfg = { v->line_max, v->size_max, v->normalize, 1 };
+	struct result res, model;
+
+	run_all_chunkings(v->in, v->len, &cfg, &res);
+	ck_assert_msg(res.out_len == v->out_len && bytes_eq(res.out, v->out, v->out_len),
+		      "raw vector %d: output differs (%zu bytes, want %zu)", _i, res.out_len,
+		      v->out_len);
+	ck_assert_msg(res.flags == v->flags, "raw vector %d: flags %#x, want %#x", _i, res.flags,
+		      v->flags);
+	ck_assert_msg(!res.done && res.consumed == v->len, "raw vector %d: ended", _i);
+	ck_assert_msg(res.lines == v->lines, "raw vector %d: lines %zu, want %zu", _i, res.lines,
+		      v->lines);
+	ref_run(v->in, v->len, &cfg, &model);
+	res_same(&res, &model, "raw model");
+	res_free(&model);
+	res_free(&res);
+}
+END_TEST
+
+START_TEST(test_raw_cr_across_chunks)
+{
+	/* the CR of a CRLF at the end of one chunk, its LF opening the next:
+	 * a real line end, whatever the split (BDAT chunks split anywhere) */
+	struct px_data_reader r;
+	struct result res;
+	int done = 0;
+
+	memset(&res, 0, sizeof(res));
+	px_data_reader_init_raw(&r, 0, 0, 0);
+	ck_assert_int_eq(px_data_reader_feed(&r, S("line\r"), sink, &res, &done), 5);
+	ck_assert_int_eq(px_data_reader_feed(&r, S("\nnext\r"), sink, &res, &done), 6);
+	ck_assert_int_eq(px_data_reader_feed(&r, S("\n"), sink, &res, &done), 1);
+	ck_assert_int_eq(px_data_reader_finish(&r, sink, &res), 0);
+	ck_assert_uint_eq(r.flags, 0);
+	ck_assert_uint_eq(r.lines, 2);
+	ck_assert_int_eq(done, 0);
+	ck_assert(res.out_len == 12 && memcmp(res.out, "line\r\nnext\r\n", 12) == 0);
+	res_free(&res);
+}
+END_TEST
+
+/* ---- long lines under the default bound ----------------------------- */
+
+#define MIB_LINE ((size_t)1 << 20)   /* limits.text_line_max default */
+
+/* long_line_input - one line of n bytes (CRLF included), then ".CRLF" */
+static char *long_line_input(size_t n)
+{
+	char *in = malloc(n + 3);
+
+	if (in == NULL)
+		return NULL;
+	memset(in, 'y', n - 2);
+	memcpy(in + n - 2, "\r\n.\r\n", 5);
+	return in;
+}
+
+START_TEST(test_long_line_default)
+{
+	/* 5,000 bytes (and exactly the bound) pass whole; one byte more is flagged */
+	static const size_t sizes[] = { 5000, MIB_LINE, MIB_LINE + 1 };
+	struct cfg cfg = { MIB_LINE, 0, 0, 0 };
+	struct chunker ch = { 0, 0, 0 };
+	struct result res;
+
+	for (size_t i = 0; i < N_ELEM(sizes); i++) {
+		char *in = long_line_input(sizes[i]);
+
+		ck_assert_ptr_nonnull(in);
+		run_reader(in, sizes[i] + 3, &cfg, &ch, &res);
+		ck_assert(res.done);
+		ck_assert_uint_eq(res.out_len, sizes[i]);
+		ck_assert(bytes_eq(res.out, in, sizes[i]));     /* byte for byte */
+		ck_assert_uint_eq(res.flags, sizes[i] > MIB_LINE ? PX_DATA_LONG_LINE : 0u);
+		ck_assert_uint_eq(res.calls, 1);                /* one run: nothing held */
+		res_free(&res);
+		cfg.raw = 1;                                    /* BDAT: the same limit */
+		run_reader(in, sizes[i], &cfg, &ch, &res);
+		ck_assert_uint_eq(res.flags, sizes[i] > MIB_LINE ? PX_DATA_LONG_LINE : 0u);
+		res_free(&res);
+		cfg.raw = 0;
+		free(in);
+	}
+}
+END_TEST
+
+START_TEST(test_long_line_streams)
+{
+	/* fed in 4 KiB chunks, a 1 MiB line comes out as it goes in: one sink
+	 * run per chunk, never held back to find the end of the line */
+	size_t n = MIB_LINE, off, chunk = 4096;
+	char *in = long_line_input(n);
+	struct px_data_reader r;
+	struct result res;
+	int done = 0;
+
+	ck_assert_ptr_nonnull(in);
+	memset(&res, 0, sizeof(res));
+	px_data_reader_init(&r, MIB_LINE, 0, 0);
+	for (off = 0; off + chunk <= n - 2; off += chunk) {
+		ck_assert_int_eq(px_data_reader_feed(&r, in + off, chunk, sink, &res, &done),
+				 (long)chunk);
+		ck_assert_uint_eq(res.out_len, off + chunk);
+	}
+	ck_assert_int_eq(px_data_reader_feed(&r, in + off, n + 3 - off, sink, &res, &done),
+			 (long)(n + 3 - off));
+	ck_assert(done);
+	ck_assert_uint_eq(res.out_len, n);
+	ck_assert_uint_eq(r.flags, 0);
+	res_free(&res);
+	free(in);
 }
 END_TEST
 
@@ -572,7 +744,7 @@ START_TEST(test_long_runs)
 	/* 20000 lines of 78 characters, no stuffing: one sink call for all */
 	size_t nl = 20000, len = nl * 80 + 3, k = 0;
 	char *in = malloc(len);
-	struct cfg cfg = { 1000, 0, 0 };
+	struct cfg cfg = { 1000, 0, 0, 0 };
 	struct chunker ch = { 0, 0, 0 };
 	struct result res;
 
@@ -607,7 +779,7 @@ START_TEST(test_long_line_big)
 	/* a 1 MB line with no line end: flagged, passed on, no end */
 	size_t len = 1 << 20;
 	char *in = malloc(len);
-	struct cfg cfg = { 1000, 0, 0 };
+	struct cfg cfg = { 1000, 0, 0, 0 };
 	struct chunker ch = { 3, 0, 7 };
 	struct result res;
 
@@ -625,8 +797,9 @@ END_TEST
 /* ---- reference model comparisons ------------------------------------ */
 
 static const struct cfg ref_cfgs[] = {
-	{ 0, 0, 0 }, { 0, 0, 1 }, { 4, 0, 0 }, { 4, 0, 1 }, { 0, 5, 0 }, { 3, 4, 1 },
-	{ 1, 0, 0 }, { 2, 1, 1 },
+	{ 0, 0, 0, 0 }, { 0, 0, 1, 0 }, { 4, 0, 0, 0 }, { 4, 0, 1, 0 }, { 0, 5, 0, 0 },
+	{ 3, 4, 1, 0 }, { 1, 0, 0, 0 }, { 2, 1, 1, 0 },
+	{ 0, 0, 0, 1 }, { 0, 0, 1, 1 }, { 4, 0, 1, 1 }, { 3, 4, 0, 1 },
 };
 
 /* compare_ref - reader (every chunking) against the model, input + terminator */
@@ -698,6 +871,10 @@ static Suite *reader_suite(void)
 	tcase_add_test(tc, test_init_resets);
 	tcase_add_test(tc, test_long_runs);
 	tcase_add_test(tc, test_long_line_big);
+	tcase_add_loop_test(tc, test_raw_vectors, 0, (int)N_ELEM(rawvecs));
+	tcase_add_test(tc, test_raw_cr_across_chunks);
+	tcase_add_test(tc, test_long_line_default);
+	tcase_add_test(tc, test_long_line_streams);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 	tcase_add_loop_test(slow, test_exhaustive, 0, 7);

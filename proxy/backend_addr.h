@@ -1,0 +1,56 @@
+/*
+ * NAME
+ *	backend_addr - the backend's address, resolved off the I/O threads
+ * SYNOPSIS
+ *	#include "proxy/backend_addr.h"
+ * DESCRIPTION
+ *	getaddrinfo() blocks, so no I/O thread may call it. The backend host
+ *	is resolved when a configuration generation is loaded (on the main
+ *	thread) and cached by host and port; the relay only reads the cache.
+ *	When a connection fails, the name is resolved again on a thread of
+ *	its own and the cache updated for the next connection. See
+ *	backend_addr.c.
+ */
+#ifndef PX_PROXY_BACKEND_ADDR_H
+#define PX_PROXY_BACKEND_ADDR_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct px_config;
+
+/*
+ * px_backend_addr_load - resolve cfg's backend now (blocking: call it where
+ * blocking is allowed, i.e. at configuration load on the main thread). A
+ * failure is logged, not fatal: connections answer 4xx until a later
+ * resolution succeeds. posternd runs it as px_config_load's load hook.
+ */
+void px_backend_addr_load(const struct px_config *cfg);
+
+/*
+ * px_backend_addr - the backend address from the cache (a unix socket path
+ * and an IP literal need no cache). Never blocks. 0, or -1 with why when
+ * no address is known yet (a resolution is then started in the background).
+ */
+int px_backend_addr(const struct px_config *cfg, struct sockaddr_storage *ss, socklen_t *len,
+		    char *why, size_t whylen);
+
+/*
+ * px_backend_addr_failed - connecting to the cached address failed: resolve
+ * the name again in the background (one at a time per name, and at most
+ * once per retry interval); later px_backend_addr calls see the result.
+ * Never blocks.
+ */
+void px_backend_addr_failed(const struct px_config *cfg);
+
+/* A resolver: 0 with the first address, or -1 with why. getaddrinfo by default. */
+typedef int (*px_resolve_fn)(const char *host, const char *port, struct sockaddr_storage *ss,
+			     socklen_t *len, char *why, size_t whylen);
+
+/*
+ * px_backend_addr_set_resolver - for tests: resolve with fn (NULL: getaddrinfo)
+ * and wait retry_ms between background resolutions of one name (0: default).
+ */
+void px_backend_addr_set_resolver(px_resolve_fn fn, unsigned retry_ms);
+
+#endif
