@@ -113,6 +113,7 @@ static void open_greeting(struct px_session *s)
 static void open_after_proxy(struct px_session *s)
 {
 	s->proxy_wait = 0;
+	px_session_deadline(s, NULL, 0);
 	px_session_set_timeout(s, s->cfg->timeouts.command);
 	if (s->listener != NULL && s->listener->tls == PX_TLS_IMPLICIT &&
 	    px_session_tls_wrap(s) < 0) {
@@ -208,4 +209,6 @@ void px_session_open(struct px_session *s)
 	}
 	s->proxy_wait = 1;
 	px_session_set_timeout(s, s->cfg->transport.proxy_timeout);
+	/* a deadline: a header trickled a byte at a time is late all the same */
+	px_session_deadline(s, "proxy-header", s->cfg->transport.proxy_timeout);
 }

@@ -320,8 +320,10 @@ class _Conn:
                 if f == "trickle_final":
                     self._trickle(cur, rec)
                     continue
-                self.reply(250, "2.0.0", "Ok: queued as %s" % rec["queue_id"])
+                # commit before the 250, as a real MTA does (and so that a
+                # test reading deliveries right after the 250 sees it)
                 srv._commit(cur, rec)
+                self.reply(250, "2.0.0", "Ok: queued as %s" % rec["queue_id"])
             elif verb == "RSET":
                 txn = None
                 self.reply(250, "2.0.0", "Ok")
@@ -360,9 +362,9 @@ class _Conn:
                         txn["outcome"] = "peer left during the trickle (after %d lines)" % (i + 1)
                         raise _Closed("peer closed during the trickle")
                     self.buf += chunk
-        self.reply(250, "2.0.0", "Ok: queued as %s (after the trickle)" % rec["queue_id"])
         txn["outcome"] = "trickled %d lines, then 250" % n
         srv._commit(txn, rec)
+        self.reply(250, "2.0.0", "Ok: queued as %s (after the trickle)" % rec["queue_id"])
 
 
 class FaultSMTP:
@@ -553,7 +555,8 @@ class FaultSMTP:
                 "queue_id": qid, "fault": txn["fault"]}
 
     def _commit(self, txn, rec):
-        """The final 250 went out: the message counts as delivered."""
+        """The final 250 is about to go out: the message counts as delivered
+        (committed first, as a real MTA commits to its queue before its 250)."""
         txn["outcome"] = txn["outcome"] or "delivered"
         with self.lock:
             self.deliveries.append(rec)

@@ -9,6 +9,7 @@ header from a source not in proxy_sources is refused.
 
 import os
 import re
+import socket
 
 import pxtest as px
 import pxtransport as pt
@@ -118,3 +119,35 @@ def test_header_timeout(sink, make_posternd):
         c.send(b"PROXY TCP4 192.0.2.1")       # and then nothing
         r = c.reply()
         assert r.code == 421, r
+
+
+def test_header_trickled_is_late_all_the_same(sink, make_posternd):
+    """The PROXY header wait is a deadline: a byte a second does not extend it."""
+    import time
+    port = px.free_port()
+    settings = proxy_listener(port)
+    settings["timeouts"] = {"proxy_header": "2s"}
+    d = make_posternd("smtp:" + sink.address, settings=settings, port=port)
+    header = b"PROXY TCP4 192.0.2.1 127.0.0.1 1234 25"
+    t0 = time.monotonic()
+    with pt.Client(port) as c:
+        c.sock.settimeout(1.0)
+        reply = b""
+        for i in range(len(header)):            # bounded: at most ~38 s, ends far sooner
+            try:
+                c.sock.sendall(header[i:i + 1])
+            except OSError:
+                break
+            try:
+                got = c.sock.recv(512)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not got:
+                break
+            reply += got
+        elapsed = time.monotonic() - t0
+    assert reply.startswith(b"421"), reply
+    assert elapsed < 8, "closed after %.1f s with proxy_header=2s" % elapsed
+    assert d.alive()
