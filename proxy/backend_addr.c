@@ -67,6 +67,7 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct entry *cache;           /* never freed: a handful, reachable to exit */
 static px_resolve_fn resolver;
 static unsigned retry_ms = ADDR_RETRY_MS;
+static px_backend_addr_observer_fn observer;   /* tests only */
 
 /* now_ms - monotonic milliseconds */
 static uint64_t now_ms(void)
@@ -175,11 +176,15 @@ static void *refresh_thread(void *arg)
 	socklen_t len = 0;
 	char why[200];
 	int rc = resolve(e->host, e->port, &ss, &len, why, sizeof(why));
+	px_backend_addr_observer_fn obs;
 
 	pthread_mutex_lock(&cache_lock);
 	store(e, rc, &ss, len, why);
 	e->busy = 0;
+	obs = observer;
 	pthread_mutex_unlock(&cache_lock);
+	if (obs != NULL)
+		obs(PX_BACKEND_ADDR_DONE, e->host, e->port, rc);
 	return NULL;
 }
 
@@ -202,6 +207,8 @@ static void refresh(struct entry *e)
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&t, &attr, refresh_thread, e) != 0)
 		e->busy = 0;          /* out of threads: the next failure tries again */
+	else if (observer != NULL)    /* before the thread can store: it needs the lock */
+		observer(PX_BACKEND_ADDR_STARTED, e->host, e->port, 0);
 	pthread_attr_destroy(&attr);
 }
 
@@ -305,5 +312,13 @@ void px_backend_addr_set_resolver(px_resolve_fn fn, unsigned ms)
 	pthread_mutex_lock(&cache_lock);
 	resolver = fn;
 	retry_ms = ms ? ms : ADDR_RETRY_MS;
+	pthread_mutex_unlock(&cache_lock);
+}
+
+/* px_backend_addr_set_observer - for tests */
+void px_backend_addr_set_observer(px_backend_addr_observer_fn fn)
+{
+	pthread_mutex_lock(&cache_lock);
+	observer = fn;
 	pthread_mutex_unlock(&cache_lock);
 }

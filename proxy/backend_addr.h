@@ -53,4 +53,22 @@ typedef int (*px_resolve_fn)(const char *host, const char *port, struct sockaddr
  */
 void px_backend_addr_set_resolver(px_resolve_fn fn, unsigned retry_ms);
 
+/*
+ * An observer of background resolutions, for tests (so that they can wait
+ * on a condition variable instead of sleeping). PX_BACKEND_ADDR_STARTED: a
+ * background resolution of host:port was just started; called on the
+ * thread that called px_backend_addr or px_backend_addr_failed, before that
+ * call returns, with the cache lock held (the observer must not call back
+ * into this module). PX_BACKEND_ADDR_DONE: the cache now holds the result
+ * (rc: the resolver's 0 or -1) and the next resolution may start; called on
+ * the resolver's thread, without the lock, once per STARTED and after it.
+ * Resolutions at configuration load are not reported (they are synchronous).
+ */
+enum px_backend_addr_event { PX_BACKEND_ADDR_STARTED, PX_BACKEND_ADDR_DONE };
+typedef void (*px_backend_addr_observer_fn)(enum px_backend_addr_event ev, const char *host,
+					    const char *port, int rc);
+
+/* px_backend_addr_set_observer - for tests: install fn (NULL: none, the default) */
+void px_backend_addr_set_observer(px_backend_addr_observer_fn fn);
+
 #endif

@@ -2,21 +2,27 @@
  * NAME
  *	test-backend-addr - unit tests for proxy/backend_addr.c
  * DESCRIPTION
- *	A scripted resolver (answers from a table, can be slowed down or made
- *	to fail, counts its calls) stands in for getaddrinfo. Checks: a name
- *	resolved at load is served from the cache; px_backend_addr never
- *	waits for a slow resolver; a connection failure re-resolves in the
- *	background and the next lookup sees the new address; a failed
- *	re-resolution keeps the last good address; a name never resolved
- *	answers "cannot resolve" and starts a resolution; background
- *	resolutions are not repeated within the retry interval; IP literals
- *	and unix paths never reach the resolver; concurrent lookups from many
+ *	A scripted resolver (answers from a table, can be made to fail or to
+ *	block until the test releases it, counts its calls per name) stands
+ *	in for getaddrinfo, and an observer (px_backend_addr_set_observer)
+ *	counts the background resolutions started and done per name. Tests
+ *	synchronise with the resolver thread on a condition variable, never
+ *	by sleeping: each wait is for an event that must happen, bounded by
+ *	WAIT_MS as the failure path. Checks: a name resolved at load is
+ *	served from the cache; px_backend_addr never waits for a blocked
+ *	resolver; a connection failure re-resolves in the background and the
+ *	next lookup sees the new address; a failed re-resolution keeps the
+ *	last good address; a name never resolved answers "cannot resolve"
+ *	and starts a resolution; a burst of failures starts one resolution,
+ *	and none starts again within the retry interval; IP literals and
+ *	unix paths never reach the resolver; concurrent lookups from many
  *	threads are safe (run under TSan/ASan builds too).
  */
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,21 +34,26 @@
 #include "policy/config.h"
 #include "proxy/backend_addr.h"
 
-#define RETRY_MS 100
+#define RETRY_MS       100      /* the retry interval for most tests */
+#define STORM_RETRY_MS 500      /* for test_retry_interval */
+#define WAIT_MS        5000     /* the failure path of every wait */
+
+/* what happened to one name; under fake_lock */
+struct name_stats {
+	char host[64];
+	unsigned calls;                      /* resolver calls, at load too */
+	unsigned starts;                     /* background resolutions started */
+	unsigned dones;                      /* ... and stored in the cache */
+	int last_rc;                         /* the last stored one's result */
+};
 
 static pthread_mutex_t fake_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t fake_cond;             /* any change below; CLOCK_MONOTONIC */
 static char fake_addr[64] = "192.0.2.1";   /* what the fake resolver answers */
 static int fake_fail;                        /* answer "not found" instead */
-static unsigned fake_delay_ms;               /* sleep before answering */
-static unsigned fake_calls;
-
-/* sleep_ms - nanosleep for ms */
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
+static int fake_hold;                        /* block until released */
+static struct name_stats stats[32];
+static unsigned total_starts;                /* every name */
 
 /* now_ms - monotonic milliseconds */
 static uint64_t now_ms(void)
@@ -53,23 +64,50 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* deadline - the CLOCK_MONOTONIC time ms from now, for pthread_cond_timedwait */
+static struct timespec deadline(unsigned ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
+/* stats_of - host's counters, created on first use; fake_lock held */
+static struct name_stats *stats_of(const char *host)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(stats) / sizeof(stats[0]) && stats[i].host[0]; i++)
+		if (strcmp(stats[i].host, host) == 0)
+			return &stats[i];
+	ck_assert_msg(i < sizeof(stats) / sizeof(stats[0]), "too many names");
+	snprintf(stats[i].host, sizeof(stats[i].host), "%s", host);
+	return &stats[i];
+}
+
 /* fake_resolve - the scripted resolver */
 static int fake_resolve(const char *host, const char *port, struct sockaddr_storage *ss,
 			socklen_t *len, char *why, size_t whylen)
 {
 	struct sockaddr_in *in = (struct sockaddr_in *)ss;
 	char addr[64];
-	unsigned delay;
 	int fail;
 
 	pthread_mutex_lock(&fake_lock);
-	fake_calls++;
+	stats_of(host)->calls++;
+	pthread_cond_broadcast(&fake_cond);
+	while (fake_hold)                            /* until fake_release */
+		pthread_cond_wait(&fake_cond, &fake_lock);
 	snprintf(addr, sizeof(addr), "%s", fake_addr);
 	fail = fake_fail;
-	delay = fake_delay_ms;
 	pthread_mutex_unlock(&fake_lock);
-	if (delay)
-		sleep_ms(delay);
 	if (fail) {
 		snprintf(why, whylen, "cannot resolve %s: not found", host);
 		return -1;
@@ -82,25 +120,107 @@ static int fake_resolve(const char *host, const char *port, struct sockaddr_stor
 	return 0;
 }
 
+/* observe - the backend_addr observer: count, and wake the test */
+static void observe(enum px_backend_addr_event ev, const char *host, const char *port, int rc)
+{
+	struct name_stats *st;
+
+	(void)port;
+	pthread_mutex_lock(&fake_lock);
+	st = stats_of(host);
+	if (ev == PX_BACKEND_ADDR_STARTED) {
+		st->starts++;
+		total_starts++;
+	} else {
+		st->dones++;
+		st->last_rc = rc;
+	}
+	pthread_cond_broadcast(&fake_cond);
+	pthread_mutex_unlock(&fake_lock);
+}
+
 /* fake_set - script the next answers */
-static void fake_set(const char *addr, int fail, unsigned delay_ms)
+static void fake_set(const char *addr, int fail)
 {
 	pthread_mutex_lock(&fake_lock);
 	snprintf(fake_addr, sizeof(fake_addr), "%s", addr);
 	fake_fail = fail;
-	fake_delay_ms = delay_ms;
 	pthread_mutex_unlock(&fake_lock);
 }
 
-/* fake_count - calls so far */
-static unsigned fake_count(void)
+/* fake_block - hold the resolver (1) or let it, and any it holds, go (0) */
+static void fake_block(int hold)
+{
+	pthread_mutex_lock(&fake_lock);
+	fake_hold = hold;
+	pthread_cond_broadcast(&fake_cond);
+	pthread_mutex_unlock(&fake_lock);
+}
+
+/* count - one counter of host's (offsetof in struct name_stats) */
+static unsigned count(const char *host, size_t field)
 {
 	unsigned n;
 
 	pthread_mutex_lock(&fake_lock);
-	n = fake_calls;
+	n = *(unsigned *)((char *)stats_of(host) + field);
 	pthread_mutex_unlock(&fake_lock);
 	return n;
+}
+
+/* wait_count - wait (at most WAIT_MS) until that counter reaches n; 1, or 0 on timeout */
+static int wait_count(const char *host, size_t field, unsigned n)
+{
+	struct timespec until = deadline(WAIT_MS);
+	int rc = 0;
+
+	pthread_mutex_lock(&fake_lock);
+	while (*(unsigned *)((char *)stats_of(host) + field) < n && rc == 0)
+		rc = pthread_cond_timedwait(&fake_cond, &fake_lock, &until);
+	rc = *(unsigned *)((char *)stats_of(host) + field) >= n;
+	pthread_mutex_unlock(&fake_lock);
+	return rc;
+}
+
+#define CALLS  offsetof(struct name_stats, calls)
+#define STARTS offsetof(struct name_stats, starts)
+#define DONES  offsetof(struct name_stats, dones)
+
+/* last_rc - the result of host's last background resolution */
+static int last_rc(const char *host)
+{
+	int rc;
+
+	pthread_mutex_lock(&fake_lock);
+	rc = stats_of(host)->last_rc;
+	pthread_mutex_unlock(&fake_lock);
+	return rc;
+}
+
+/* starts_all - background resolutions started, every name */
+static unsigned starts_all(void)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&fake_lock);
+	n = total_starts;
+	pthread_mutex_unlock(&fake_lock);
+	return n;
+}
+
+/* wait_until - let the clock pass t (monotonic ms): the one test about an
+ * interval needs it to have elapsed, so the deadline, not a signal, ends it */
+static void wait_until(uint64_t t)
+{
+	struct timespec until;
+	uint64_t now;
+
+	pthread_mutex_lock(&fake_lock);
+	while ((now = now_ms()) < t) {
+		until = deadline((unsigned)(t - now) + 1);
+		pthread_cond_timedwait(&fake_cond, &fake_lock, &until);
+	}
+	pthread_mutex_unlock(&fake_lock);
 }
 
 /* backend - a configuration naming host:port (or a unix path) */
@@ -127,91 +247,93 @@ static const char *addr_of(const struct px_config *cfg, char *out, size_t outlen
 	return out;
 }
 
-/* wait_addr - poll (bounded) until px_backend_addr gives want */
-static int wait_addr(const struct px_config *cfg, const char *want)
-{
-	char got[64];
-
-	for (int i = 0; i < 300; i++) {
-		if (strcmp(addr_of(cfg, got, sizeof(got)), want) == 0)
-			return 1;
-		sleep_ms(10);
-	}
-	return 0;
-}
-
 static void setup(void)
 {
-	fake_set("192.0.2.1", 0, 0);
+	fake_set("192.0.2.1", 0);
+	fake_block(0);
 	px_backend_addr_set_resolver(fake_resolve, RETRY_MS);
+	px_backend_addr_set_observer(observe);
 }
 
 START_TEST(test_load_then_cached)
 {
 	struct px_config cfg;
 	char got[64];
-	unsigned calls;
 
 	backend(&cfg, "mx.load.test", "25", NULL);
 	px_backend_addr_load(&cfg);
-	calls = fake_count();
+	ck_assert_uint_eq(count("mx.load.test", CALLS), 1);
 	ck_assert_str_eq(addr_of(&cfg, got, sizeof(got)), "192.0.2.1");
 	ck_assert_str_eq(addr_of(&cfg, got, sizeof(got)), "192.0.2.1");
-	ck_assert_uint_eq(fake_count(), calls);           /* served from the cache */
+	ck_assert_uint_eq(count("mx.load.test", CALLS), 1);   /* served from the cache */
+	ck_assert_uint_eq(count("mx.load.test", STARTS), 0);  /* nothing in the background */
 }
 END_TEST
 
 START_TEST(test_never_blocks)
 {
+	const char *h = "mx.slow.test";
 	struct px_config cfg;
 	char got[64];
-	uint64_t t0;
+	uint64_t t1;
 
-	backend(&cfg, "mx.slow.test", "25", NULL);
+	backend(&cfg, h, "25", NULL);
 	px_backend_addr_load(&cfg);
-	fake_set("192.0.2.2", 0, 600);                    /* a slow name server */
+	fake_set("192.0.2.2", 0);
+	fake_block(1);                                    /* a name server that hangs */
 	px_backend_addr_failed(&cfg);
-	t0 = now_ms();
+	t1 = now_ms();                                    /* >= when it started */
+	ck_assert_uint_eq(count(h, STARTS), 1);
+	ck_assert(wait_count(h, CALLS, 2));               /* the resolver is stuck in it */
+	/* these return while it is stuck: they never wait for it */
 	ck_assert_str_eq(addr_of(&cfg, got, sizeof(got)), "192.0.2.1");   /* the old one, now */
+	wait_until(t1 + RETRY_MS);                        /* past the interval: only busy holds */
 	px_backend_addr_failed(&cfg);
-	ck_assert_uint_lt(now_ms() - t0, 200);
-	ck_assert(wait_addr(&cfg, "192.0.2.2"));          /* then the new one */
+	ck_assert_uint_eq(count(h, STARTS), 1);           /* one at a time */
+	ck_assert_uint_eq(count(h, DONES), 0);
+	fake_block(0);
+	ck_assert(wait_count(h, DONES, 1));
+	ck_assert_str_eq(addr_of(&cfg, got, sizeof(got)), "192.0.2.2");   /* then the new one */
 }
 END_TEST
 
 START_TEST(test_failure_reresolves)
 {
+	const char *h = "mx.moved.test";
 	struct px_config cfg;
 	char got[64];
 
-	backend(&cfg, "mx.moved.test", "25", NULL);
+	backend(&cfg, h, "25", NULL);
 	px_backend_addr_load(&cfg);
 	ck_assert_str_eq(addr_of(&cfg, got, sizeof(got)), "192.0.2.1");
-	fake_set("192.0.2.9", 0, 0);                      /* the backend moved */
+	fake_set("192.0.2.9", 0);                         /* the backend moved */
 	ck_assert_str_eq(addr_of(&cfg, got, sizeof(got)), "192.0.2.1");   /* no reason to look */
+	ck_assert_uint_eq(count(h, STARTS), 0);
 	px_backend_addr_failed(&cfg);
-	ck_assert(wait_addr(&cfg, "192.0.2.9"));
+	ck_assert_uint_eq(count(h, STARTS), 1);
+	ck_assert(wait_count(h, DONES, 1));
+	ck_assert_int_eq(last_rc(h), 0);
+	ck_assert_str_eq(addr_of(&cfg, got, sizeof(got)), "192.0.2.9");
 }
 END_TEST
 
 START_TEST(test_failed_lookup_keeps_address)
 {
+	const char *h = "mx.keep.test";
 	struct px_config cfg;
-	unsigned calls;
 	char got[64];
 
-	backend(&cfg, "mx.keep.test", "25", NULL);
+	backend(&cfg, h, "25", NULL);
 	px_backend_addr_load(&cfg);
-	fake_set("192.0.2.1", 1, 0);                      /* the name server fails */
-	calls = fake_count();
+	fake_set("192.0.2.8", 1);                         /* the name server fails */
 	px_backend_addr_failed(&cfg);
-	for (int i = 0; i < 300 && fake_count() == calls; i++)
-		sleep_ms(10);
-	sleep_ms(20);
-	ck_assert_uint_gt(fake_count(), calls);
+	ck_assert(wait_count(h, DONES, 1));               /* the failure is in the cache */
+	ck_assert_int_eq(last_rc(h), -1);
+	ck_assert_uint_eq(count(h, CALLS), 2);
 	ck_assert_str_eq(addr_of(&cfg, got, sizeof(got)), "192.0.2.1");
 	/* a reload that cannot resolve keeps it too */
 	px_backend_addr_load(&cfg);
+	ck_assert_uint_eq(count(h, CALLS), 3);
 	ck_assert_str_eq(addr_of(&cfg, got, sizeof(got)), "192.0.2.1");
 }
 END_TEST
@@ -221,39 +343,76 @@ START_TEST(test_unknown_name)
 	struct px_config cfg;
 	struct sockaddr_storage ss;
 	socklen_t len;
-	char why[256];
+	char why[256], got[64];
 
 	backend(&cfg, "mx.never.test", "25", NULL);
-	fake_set("192.0.2.1", 1, 0);
+	fake_set("192.0.2.1", 1);
 	px_backend_addr_load(&cfg);
+	ck_assert_int_eq(px_backend_addr(&cfg, &ss, &len, why, sizeof(why)), -1);
+	ck_assert_msg(strstr(why, "cannot resolve mx.never.test") != NULL, "why=%s", why);
+	ck_assert_uint_eq(count("mx.never.test", STARTS), 1);   /* and it tries again */
+	ck_assert(wait_count("mx.never.test", DONES, 1));
+	ck_assert_int_eq(last_rc("mx.never.test"), -1);
 	ck_assert_int_eq(px_backend_addr(&cfg, &ss, &len, why, sizeof(why)), -1);
 	ck_assert_msg(strstr(why, "cannot resolve mx.never.test") != NULL, "why=%s", why);
 	/* not loaded at all: the first lookup says so and starts resolving */
 	backend(&cfg, "mx.late.test", "25", NULL);
-	fake_set("192.0.2.7", 0, 0);
+	fake_set("192.0.2.7", 0);
 	ck_assert_int_eq(px_backend_addr(&cfg, &ss, &len, why, sizeof(why)), -1);
 	ck_assert_msg(strstr(why, "mx.late.test") != NULL, "why=%s", why);
-	ck_assert(wait_addr(&cfg, "192.0.2.7"));
+	ck_assert_uint_eq(count("mx.late.test", STARTS), 1);
+	ck_assert(wait_count("mx.late.test", DONES, 1));
+	ck_assert_str_eq(addr_of(&cfg, got, sizeof(got)), "192.0.2.7");
 }
 END_TEST
 
+/*
+ * The retry interval. STARTED is reported before px_backend_addr_failed
+ * returns, so "no resolution started" is known at once, without waiting.
+ * A burst while one resolution hangs starts exactly one (no timing
+ * involved). A burst after it is done but within the interval must start
+ * none: asserted only when the clock proves we are still inside it (a
+ * stalled machine can only skip that check, never fail it). Once the
+ * interval has certainly passed, one failure starts the next one.
+ */
 START_TEST(test_retry_interval)
 {
+	const char *h = "mx.storm.test";
 	struct px_config cfg;
-	unsigned calls;
+	uint64_t t0, t1, t2;
+	unsigned started;
 
-	backend(&cfg, "mx.storm.test", "25", NULL);
+	px_backend_addr_set_resolver(fake_resolve, STORM_RETRY_MS);
+	backend(&cfg, h, "25", NULL);
 	px_backend_addr_load(&cfg);
-	calls = fake_count();
+	fake_block(1);
+	t0 = now_ms();                                    /* <= when the first one started */
 	for (int i = 0; i < 50; i++)                      /* a burst of failed connections */
 		px_backend_addr_failed(&cfg);
-	sleep_ms(RETRY_MS / 2);
-	ck_assert_uint_eq(fake_count(), calls + 1);
-	sleep_ms(RETRY_MS);
+	t1 = now_ms();                                    /* >= when it started */
+	ck_assert_uint_eq(count(h, STARTS), 1);
+	ck_assert(wait_count(h, CALLS, 2));
+	fake_block(0);
+	ck_assert(wait_count(h, DONES, 1));
+	for (int i = 0; i < 50; i++)                      /* more, right after it */
+		px_backend_addr_failed(&cfg);
+	t2 = now_ms();                                    /* >= when any of those started */
+	if (t2 - t0 < STORM_RETRY_MS) {
+		ck_assert_uint_eq(count(h, STARTS), 1);
+	} else {
+		fprintf(stderr, "test_retry_interval: %ums passed, within-interval check skipped\n",
+			(unsigned)(t2 - t0));
+		ck_assert_uint_le(count(h, STARTS), 2);
+		if (count(h, STARTS) == 2)
+			t1 = t2;                          /* the interval runs from that one */
+	}
+	started = count(h, STARTS);
+	ck_assert(wait_count(h, DONES, started));         /* none is running */
+	wait_until(t1 + STORM_RETRY_MS);                  /* the interval has passed */
 	px_backend_addr_failed(&cfg);
-	for (int i = 0; i < 300 && fake_count() < calls + 2; i++)
-		sleep_ms(10);
-	ck_assert_uint_eq(fake_count(), calls + 2);
+	ck_assert_uint_eq(count(h, STARTS), started + 1);
+	ck_assert(wait_count(h, DONES, started + 1));
+	ck_assert_uint_eq(count(h, CALLS), 1 + started + 1);   /* load, then each started one */
 }
 END_TEST
 
@@ -263,7 +422,7 @@ START_TEST(test_literals_and_paths)
 	struct sockaddr_storage ss;
 	socklen_t len;
 	char why[256], got[64];
-	unsigned calls = fake_count();
+	unsigned starts = starts_all();
 	char longpath[200];
 
 	backend(&cfg, "198.51.100.5", "2525", NULL);
@@ -283,8 +442,7 @@ START_TEST(test_literals_and_paths)
 	longpath[sizeof(longpath) - 1] = 0;
 	backend(&cfg, NULL, NULL, longpath);
 	ck_assert_int_eq(px_backend_addr(&cfg, &ss, &len, why, sizeof(why)), -1);
-	sleep_ms(20);
-	ck_assert_uint_eq(fake_count(), calls);           /* no lookup for any of them */
+	ck_assert_uint_eq(starts_all(), starts);          /* no lookup for any of them */
 }
 END_TEST
 
@@ -319,6 +477,9 @@ START_TEST(test_threads)
 		pthread_join(t[i], &rc);
 		ck_assert_ptr_null(rc);
 	}
+	ck_assert_uint_ge(count("mx.busy.test", STARTS), 1);
+	/* no resolver thread outlives the test */
+	ck_assert(wait_count("mx.busy.test", DONES, count("mx.busy.test", STARTS)));
 }
 END_TEST
 
@@ -345,8 +506,15 @@ static Suite *addr_suite(void)
 /* main - run the suite; nonzero exit on any failure */
 int main(void)
 {
-	SRunner *sr = srunner_create(addr_suite());
+	SRunner *sr;
+	pthread_condattr_t ca;
 	int failed;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&fake_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	sr = srunner_create(addr_suite());
 
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
