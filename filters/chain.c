@@ -237,13 +237,13 @@ static unsigned stage_hooks(const struct px_plugin *p)
 	       (p->on_data_end ? 1u << PX_STAGE_DATA_END : 0);
 }
 
-/* entry_build - everything but the append */
-static int entry_build(struct px_chain_entry *e, const struct px_plugin_spec *s, char *err,
-		       size_t errlen)
+/* entry_build - everything but the append; p when already loaded */
+static int entry_build(struct px_chain_entry *e, const struct px_plugin *p,
+		       const struct px_plugin_spec *s, char *err, size_t errlen)
 {
 	char lerr[1024], cerr[512] = "";
 
-	if ((e->plugin = px_plugin_load(s->path, lerr, sizeof(lerr))) == NULL) {
+	if ((e->plugin = p ? p : px_plugin_load(s->path, lerr, sizeof(lerr))) == NULL) {
 		snprintf(err, errlen, "%s:%d: plugin '%s': %s", s->file, s->line, s->name, lerr);
 		return -1;
 	}
@@ -268,8 +268,9 @@ static int entry_build(struct px_chain_entry *e, const struct px_plugin_spec *s,
 	return 0;
 }
 
-/* px_chain_add - append one plugin */
-int px_chain_add(struct px_chain *c, const struct px_plugin_spec *spec, char *err, size_t errlen)
+/* chain_append - one plugin at the end */
+static int chain_append(struct px_chain *c, const struct px_plugin *p,
+			const struct px_plugin_spec *spec, char *err, size_t errlen)
 {
 	struct px_chain_entry *v = realloc(c->v, (c->n + 1) * sizeof(*v)), *e;
 	int rc;
@@ -281,7 +282,7 @@ int px_chain_add(struct px_chain *c, const struct px_plugin_spec *spec, char *er
 	c->v = v;
 	e = memset(&c->v[c->n], 0, sizeof(*e));
 	px_current_plugin_name = spec->name;       /* names the plugin's own log lines */
-	rc = entry_build(e, spec, err, errlen);
+	rc = entry_build(e, p, spec, err, errlen);
 	px_current_plugin_name = NULL;
 	if (rc < 0) {
 		entry_free(e);
@@ -292,27 +293,23 @@ int px_chain_add(struct px_chain *c, const struct px_plugin_spec *spec, char *er
 	return 0;
 }
 
-/* px_chain_notify - on_reset / on_close, each inside an invocation so that
- * slot() finds the plugin's own pointer */
+/* px_chain_add - load and append one plugin */
+int px_chain_add(struct px_chain *c, const struct px_plugin_spec *spec, char *err, size_t errlen)
+{
+	return chain_append(c, NULL, spec, err, errlen);
+}
+
+int px_chain_add_loaded(struct px_chain *c, const struct px_plugin *p,
+			const struct px_plugin_spec *spec, char *err, size_t errlen)
+{
+	return chain_append(c, p, spec, err, errlen);
+}
+
+/* px_chain_notify - on_reset / on_close for each plugin, in chain order */
 void px_chain_notify(struct px_chain *c, struct px_txn *t, int closing)
 {
-	struct px_invocation inv = { .txn = t };
-	struct px_invocation *saved = px_current_invocation;
-	const struct px_plugin *p;
 	size_t i;
 
-	for (i = 0; i < c->n; i++) {
-		p = c->v[i].plugin;
-		if ((closing ? p->on_close : p->on_reset) == NULL)
-			continue;
-		inv.plugin = (unsigned)i;
-		px_current_invocation = &inv;
-		if (closing)
-			p->on_close(c->v[i].conf, t);
-		else
-			p->on_reset(c->v[i].conf, t);
-		px_mem_free(inv.mem);
-		inv.mem = NULL;
-	}
-	px_current_invocation = saved;
+	for (i = 0; i < c->n; i++)
+		px_txn_notify(t, (unsigned)i, closing);
 }

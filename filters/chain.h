@@ -14,7 +14,9 @@
  *	policy's actions applied to what each recorded, monitor mode applied
  *	last. It answers at once (returns 1) when nothing needs the pool — no
  *	plugin hooks the stage, or the policy lists decide — and otherwise calls
- *	done later on the caller's event base (returns 0).
+ *	done later on the caller's event base (returns 0). The caller must
+ *	keep the txn, the event base and the pool until done has run; a call
+ *	that overruns its budget keeps what it needs itself (chain_run.c).
  */
 #ifndef PX_FILTERS_CHAIN_H
 #define PX_FILTERS_CHAIN_H
@@ -39,6 +41,8 @@ struct px_chain_entry {
 	int on_error_accept;      /* on_error = accept (else tempfail) */
 	int monitor;
 	int configured;
+	unsigned overran;         /* calls past their budget, not ended (atomic) */
+	int overloaded;           /* overran reached the pool's stuck_max (logged) */
 };
 
 struct px_chain {
@@ -73,7 +77,13 @@ struct px_chain *px_chain_ref(struct px_chain *c);
 void px_chain_unref(struct px_chain *c);
 /* px_chain_add - load, check the options, configure; err gets "file:line: ..." */
 int px_chain_add(struct px_chain *c, const struct px_plugin_spec *spec, char *err, size_t errlen);
-/* px_chain_notify - on_reset (closing=0) or on_close (closing=1) for every plugin */
+/* px_chain_add_loaded - the same for a plugin already in memory (spec->path
+ * only names it): built-in plugins and the unit tests */
+int px_chain_add_loaded(struct px_chain *c, const struct px_plugin *p,
+			const struct px_plugin_spec *spec, char *err, size_t errlen);
+/* px_chain_notify - on_reset (closing=0) or on_close (closing=1) for every
+ * plugin; a plugin with a call in flight on t gets its on_reset when that
+ * call ends (px_txn_notify) */
 void px_chain_notify(struct px_chain *c, struct px_txn *t, int closing);
 /* px_chain_find - the index of the entry called name, or -1 */
 int px_chain_find(const struct px_chain *c, const char *name);
@@ -106,8 +116,13 @@ struct px_run_ctx {
 /* px_chain_run - 1 with *now filled, or 0 and done(arg, outcome) later */
 int px_chain_run(const struct px_run_ctx *ctx, enum px_stage stage, struct px_stage_outcome *now,
 		 px_stage_done done, void *arg);
-/* px_chain_resume - host->resume: end a PX_PENDING hook (any thread) */
-void px_chain_resume(struct px_txn *t, enum px_verdict verdict);
+/* px_chain_resume - host->resume (1.0): end the PX_PENDING call of the
+ * plugin behind handle (any thread) */
+void px_chain_resume(struct px_txn *handle, enum px_verdict verdict);
+/* px_chain_pending - host->pending (1.1): the id of that plugin's call in flight */
+px_call_id px_chain_pending(struct px_txn *handle);
+/* px_chain_resume_call - host->resume_call (1.1): end the call named by id */
+void px_chain_resume_call(struct px_txn *handle, px_call_id id, enum px_verdict verdict);
 
 /* px_verdict_name - "next", "reject", ... */
 const char *px_verdict_name(enum px_verdict v);

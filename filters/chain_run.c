@@ -9,15 +9,37 @@
  *	  the hook returns     its verdict (PX_PENDING: wait for resume)
  *	  host->resume()       the verdict it gives
  *	  the timer            the plugin's on_error; the call is abandoned
- *	                       ("stale"): it may finish later, and is ignored
+ *	                       ("late"): it may end later, and is ignored
  *	An invalid verdict also gets on_error. Then the policy's rules for
  *	what the plugin recorded in this stage may change the verdict, and
  *	monitor mode turns a refusal into a logged "would". NEXT goes on to the
  *	next plugin; anything else ends the stage.
+ *
+ *	Call lifetimes. A call (struct px_call) is registered on its txn for
+ *	its whole life (px_txn_call_begin .. px_txn_call_end), which holds a
+ *	txn reference and makes it its plugin's one call on that txn: while it
+ *	is in flight, that plugin's next hook on the txn gets on_error at once
+ *	("busy"), and its on_reset waits. The call ends on the caller's event
+ *	base, when the hook has returned and, for PX_PENDING, resume() came;
+ *	or at the budget, if it was still queued (the pool cancels it). The
+ *	run stops waiting for it at the budget (call->run = NULL); what a late
+ *	call answers then is logged and dropped.
+ *
+ *	Stuck calls. At the budget a call still running on a worker is
+ *	abandoned to the pool, which counts it stuck and starts another worker
+ *	(up to its bound). Each chain entry counts its calls past their budget
+ *	that have not ended; while that count is at the pool's stuck_max, the
+ *	plugin's calls get on_error at once ("overloaded"), for every session,
+ *	so that a hung library costs its plugin, never the pool.
  * DIAGNOSTICS
  *	SID plugin name=N stage=S verdict=V ms=T
- *	SID plugin name=N stage=S error=timeout|invalid-verdict action=tempfail|accept
+ *	SID plugin name=N stage=S error=timeout|invalid-verdict|busy|overloaded|
+ *	    pool-full|out-of-memory action=tempfail|accept
  *	SID monitor would=V plugin=N reply="..."
+ *	SID plugin=N stage=S late=yes stuck=yes pool_threads=.. pool_stuck=.. pool_min=.. pool_max=..
+ *	SID plugin=N stage=S late=yes verdict=V|resume=V ms=T dropped=yes
+ *	SID plugin=N late=yes resume=V call=ID dropped=yes reason=no-call|other-call|resumed-twice
+ *	- plugin=N overloaded=yes|no late_calls=K limit=L
  */
 #include "autoconfig.h"
 
@@ -39,23 +61,24 @@ struct px_run {
 	enum px_stage stage;
 	size_t next;              /* the next entry to look at */
 	struct event *timer;
-	struct px_call *call;     /* the hook in flight */
+	struct px_call *call;     /* the hook the run waits for */
 	px_stage_done done;
 	void *arg;
 	struct px_stage_outcome out;
 };
 
-/* One hook call; freed when both the worker and the run are done with it */
+/* One hook call; it lives until it ends (call_end), however late */
 struct px_call {
-	struct px_invocation inv;     /* first: host services see this part */
-	struct px_run *run;
+	struct px_invocation inv;     /* first: txn.c and the services see this */
+	struct px_run *run;           /* waits for it; NULL once it stopped waiting */
+	struct px_workpool *pool;
+	struct px_job *job;           /* until the worker has returned */
+	struct px_chain_entry *entry;
 	px_hook_fn hook;
 	const void *conf;
-	enum px_verdict verdict;
-	enum px_verdict resume_verdict;
-	int work_done;                /* the worker thread returned */
-	int resumed;
-	int finished;                 /* the run has taken its answer */
+	enum px_verdict verdict;      /* the hook's, written by the worker */
+	int returned;                 /* call_done ran */
+	int overran;                  /* counted in entry->overran */
 	struct event *resume_ev;
 	struct timespec t0;
 };
@@ -78,16 +101,6 @@ static long elapsed_ms(const struct timespec *t0)
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
-}
-
-/* call_free - release a call once nobody needs it */
-static void call_free(struct px_call *c)
-{
-	if (c->resume_ev)
-		event_free(c->resume_ev);
-	px_mem_free(c->inv.mem);
-	px_txn_unref(c->inv.txn);
-	free(c);
 }
 
 /* run_deliver - on the next loop turn: hand the outcome over, free the run */
@@ -260,15 +273,9 @@ static void on_error(struct px_run *r, unsigned idx, const char *what)
 	run_finish(r);
 }
 
-/* call_answer - the run takes a call's verdict (hook return or resume) */
-static void call_answer(struct px_call *c, enum px_verdict v)
+/* answer - the run takes a call's verdict (hook return or resume) */
+static void answer(struct px_run *r, unsigned idx, enum px_verdict v, long ms)
 {
-	struct px_run *r = c->run;
-	unsigned idx = c->inv.plugin;
-	long ms = elapsed_ms(&c->t0);
-
-	c->finished = 1;
-	r->call = NULL;
 	evtimer_del(r->timer);
 	if ((unsigned)v >= PX_VERDICT_COUNT || v == PX_PENDING)
 		on_error(r, idx, "invalid-verdict");
@@ -276,139 +283,236 @@ static void call_answer(struct px_call *c, enum px_verdict v)
 		conclude(r, idx, v, ms);
 }
 
+/* overran_add - one more (+1) or one less (-1) call of e past its budget;
+ * logs when the plugin becomes overloaded and when it is not any more */
+static void overran_add(struct px_chain_entry *e, struct px_workpool *pool, int delta)
+{
+	unsigned max = px_workpool_stuck_max(pool);
+	unsigned n = delta > 0 ? __atomic_add_fetch(&e->overran, 1, __ATOMIC_ACQ_REL) :
+		__atomic_sub_fetch(&e->overran, 1, __ATOMIC_ACQ_REL);
+
+	if (delta > 0 && n >= max && !__atomic_exchange_n(&e->overloaded, 1, __ATOMIC_ACQ_REL))
+		px_log(PX_LOG_WARN, NULL, "plugin=%s overloaded=yes late_calls=%u limit=%u "
+		       "action=on_error", e->name, n, max);
+	else if (delta < 0 && n < max && __atomic_exchange_n(&e->overloaded, 0, __ATOMIC_ACQ_REL))
+		px_log(PX_LOG_WARN, NULL, "plugin=%s overloaded=no late_calls=%u limit=%u", e->name,
+		       n, max);
+}
+
+/* call_end - the call is over: nothing of it runs any more. On the base. */
+static void call_end(struct px_call *c)
+{
+	if (c->overran)
+		overran_add(c->entry, c->pool, -1);   /* before the txn (and chain) may go */
+	if (c->resume_ev)
+		event_free(c->resume_ev);
+	px_txn_call_end(c->inv.txn, &c->inv);
+	free(c);
+}
+
+/* call_finish - the call has its answer: to the run if it still waits,
+ * else (late) logged and dropped; then the call ends */
+static void call_finish(struct px_call *c, enum px_verdict v, int resumed)
+{
+	struct px_run *r = c->run;
+	unsigned idx = c->inv.plugin;
+	long ms = elapsed_ms(&c->t0);
+
+	if (r != NULL) {
+		c->run = NULL;
+		r->call = NULL;
+	} else {
+		px_log(PX_LOG_WARN, c->inv.txn->sid, "plugin=%s stage=%s late=yes %s=%s ms=%ld "
+		       "dropped=yes", c->entry->name, px_stage_names[c->inv.stage],
+		       resumed ? "resume" : "verdict", px_verdict_name(v), ms);
+	}
+	call_end(c);                  /* first: the plugin is free for its next call */
+	if (r != NULL)
+		answer(r, idx, v, ms);
+}
+
 /* call_work - on a worker thread */
 static void call_work(void *arg)
 {
 	struct px_call *c = arg;
 
-	px_current_invocation = &c->inv;
-	c->verdict = c->hook(c->conf, c->inv.txn);
-	px_current_invocation = NULL;
+	c->verdict = c->hook(c->conf, px_txn_for(c->inv.txn, c->inv.plugin));
 }
 
-/* pending_add, pending_remove - the txn's calls that a resume() may end,
- * oldest first (lock held) */
-static void pending_add(struct px_txn *t, struct px_invocation *inv)
-{
-	struct px_invocation **pp;
-
-	for (pp = &t->pending; *pp != NULL; pp = &(*pp)->next_pending)
-		;
-	inv->next_pending = NULL;
-	*pp = inv;
-}
-
-static void pending_remove(struct px_txn *t, struct px_invocation *inv)
-{
-	struct px_invocation **pp;
-
-	for (pp = &t->pending; *pp != NULL; pp = &(*pp)->next_pending)
-		if (*pp == inv) {
-			*pp = inv->next_pending;
-			return;
-		}
-}
-
-/* call_done - back on the base: the hook returned. A PENDING call (even an
- * abandoned one) stays, with its txn reference, until resume() ends it: the
- * plugin may still hold the txn. */
+/* call_done - back on the base: the hook returned. A PENDING call (even a
+ * late one) stays until resume() ends it: the plugin may still use the txn. */
 static void call_done(void *arg)
 {
 	struct px_call *c = arg;
 	struct px_txn *t = c->inv.txn;
-	int wait;
+	enum px_verdict v = c->verdict;
+	int resumed;
 
+	c->job = NULL;
+	c->returned = 1;
 	pthread_mutex_lock(&t->lock);
-	c->work_done = 1;
-	wait = c->verdict == PX_PENDING && !c->resumed;
-	if (!wait)
-		pending_remove(t, &c->inv);
+	resumed = c->inv.resumed;
+	if (v == PX_PENDING && resumed)
+		v = c->inv.resume_verdict;
+	else if (v == PX_PENDING)
+		c->inv.waiting = 1;
 	pthread_mutex_unlock(&t->lock);
-	if (wait)
+	if (c->verdict == PX_PENDING && !resumed)
 		return;                       /* resume() will come */
-	if (!c->finished)
-		call_answer(c, c->verdict == PX_PENDING ? c->resume_verdict : c->verdict);
-	call_free(c);
+	call_finish(c, v, c->verdict == PX_PENDING);
 }
 
 /* call_resumed - back on the base: resume() after the hook returned PENDING */
 static void call_resumed(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_call *c = arg;
+	enum px_verdict v;
 
-	if (!c->finished)
-		call_answer(c, c->resume_verdict);
-	call_free(c);
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&c->inv.txn->lock);
+	v = c->inv.resume_verdict;
+	pthread_mutex_unlock(&c->inv.txn->lock);
+	call_finish(c, v, 1);
 }
 
-/* px_chain_resume - host->resume (any thread): ends the oldest call of the
- * txn that has not been resumed. One PENDING per hook and one resume per
- * PENDING (the ABI's rule) keep that the caller's own; an abandoned call is
- * ended here too, so its txn reference goes. */
-void px_chain_resume(struct px_txn *t, enum px_verdict verdict)
+/* resume - end the plugin's call in flight on the txn behind handle, if it
+ * is the one named (by_id). Any thread. Nothing of the txn is touched after
+ * the unlock: the base may end the call, and free the txn, at once. */
+static void resume(struct px_txn *handle, int by_id, px_call_id id, enum px_verdict v)
 {
-	struct px_call *c;
+	const struct px_txn_handle *h = (const struct px_txn_handle *)(const void *)handle;
+	struct px_txn *t = h->txn;
+	struct px_invocation *inv;
+	struct px_call *c = NULL;
+	const char *why = NULL;
 
 	pthread_mutex_lock(&t->lock);
-	c = (struct px_call *)t->pending;
-	if (c != NULL) {
-		pending_remove(t, &c->inv);
-		c->resumed = 1;
-		c->resume_verdict = verdict;
-		if (c->work_done)
-			event_active(c->resume_ev, EV_TIMEOUT, 0);
+	inv = t->plugins[h->plugin].call;
+	if (inv == NULL)
+		why = "no-call";
+	else if (by_id && inv->id != id)
+		why = "other-call";
+	else if (inv->resumed)
+		why = "resumed-twice";
+	if (why != NULL) {
+		px_log(PX_LOG_WARN, t->sid, "plugin=%s late=yes resume=%s call=%llu dropped=yes "
+		       "reason=%s", t->chain->v[h->plugin].name, px_verdict_name(v),
+		       by_id ? id : (inv ? inv->id : 0), why);
+	} else {
+		inv->resumed = 1;
+		inv->resume_verdict = v;
+		if (inv->waiting)
+			c = (struct px_call *)inv;    /* call_done has run: wake the base */
 	}
 	pthread_mutex_unlock(&t->lock);
+	if (c != NULL)                /* c lives until its resume_ev has run */
+		event_active(c->resume_ev, EV_TIMEOUT, 0);
 }
 
-/* run_timeout - the plugin overran its budget: the call is abandoned, and
- * freed later by call_done or call_resumed */
+void px_chain_resume(struct px_txn *handle, enum px_verdict verdict)
+{
+	resume(handle, 0, 0, verdict);
+}
+
+void px_chain_resume_call(struct px_txn *handle, px_call_id id, enum px_verdict verdict)
+{
+	resume(handle, 1, id, verdict);
+}
+
+px_call_id px_chain_pending(struct px_txn *handle)
+{
+	const struct px_txn_handle *h = (const struct px_txn_handle *)(const void *)handle;
+	struct px_invocation *inv;
+	px_call_id id;
+
+	pthread_mutex_lock(&h->txn->lock);
+	inv = h->txn->plugins[h->plugin].call;
+	id = inv != NULL ? inv->id : 0;
+	pthread_mutex_unlock(&h->txn->lock);
+	return id;
+}
+
+/* log_stuck - a call abandoned on a worker */
+static void log_stuck(const struct px_call *c)
+{
+	struct px_workpool_stats st;
+
+	px_workpool_stats(c->pool, &st);
+	px_log(PX_LOG_WARN, c->inv.txn->sid, "plugin=%s stage=%s late=yes stuck=yes "
+	       "pool_threads=%u pool_stuck=%u pool_min=%u pool_max=%u", c->entry->name,
+	       px_stage_names[c->inv.stage], st.threads, st.stuck, st.min, st.max);
+}
+
+/* run_timeout - the plugin overran its budget: the run goes on with
+ * on_error, and the call is left to end by itself */
 static void run_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_run *r = arg;
 	struct px_call *c = r->call;
 	struct px_txn *t = r->ctx.txn;
+	unsigned idx = c->inv.plugin;
+	enum px_job_fate fate = PX_JOB_FINISHED;
 
+	(void)fd;
+	(void)what;
 	pthread_mutex_lock(&t->lock);
 	c->inv.stale = 1;
 	pthread_mutex_unlock(&t->lock);
-	c->finished = 1;
+	c->run = NULL;
 	r->call = NULL;
-	on_error(r, c->inv.plugin, "timeout");
+	if (!c->returned)
+		fate = px_workpool_abandon(c->pool, c->job);
+	if (fate == PX_JOB_CANCELLED) {
+		c->job = NULL;
+		call_end(c);              /* it never ran */
+	} else {
+		c->overran = 1;
+		overran_add(c->entry, c->pool, +1);
+		if (fate == PX_JOB_STUCK)
+			log_stuck(c);
+	}
+	on_error(r, idx, "timeout");
 }
 
-/* run_call - hand one hook to the pool */
+/* run_call - hand one hook to the pool, unless the plugin may not run now */
 static void run_call(struct px_run *r, size_t idx, px_hook_fn hook)
 {
-	const struct px_chain_entry *e = &r->ctx.txn->chain->v[idx];
-	struct px_call *c = calloc(1, sizeof(*c));
+	struct px_chain_entry *e = &r->ctx.txn->chain->v[idx];
 	struct timeval tv = { e->timeout_ms / 1000, (e->timeout_ms % 1000) * 1000 };
 	struct px_txn *t = r->ctx.txn;
+	struct px_call *c;
 
-	if (c == NULL || (c->resume_ev = event_new(r->ctx.base, -1, 0, call_resumed, c)) == NULL) {
+	if (__atomic_load_n(&e->overran, __ATOMIC_ACQUIRE) >= px_workpool_stuck_max(r->ctx.pool)) {
+		on_error(r, (unsigned)idx, "overloaded");
+		return;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->resume_ev = event_new(r->ctx.base, -1, 0, call_resumed, c)) == NULL) {
 		free(c);
 		on_error(r, (unsigned)idx, "out-of-memory");
 		return;
 	}
-	c->inv.txn = px_txn_ref(t);
 	c->inv.plugin = (unsigned)idx;
 	c->inv.stage = r->stage;
 	c->run = r;
+	c->pool = r->ctx.pool;
+	c->entry = e;
 	c->hook = hook;
 	c->conf = e->conf;
+	if (px_txn_call_begin(t, &c->inv) < 0) {      /* its late call still runs */
+		event_free(c->resume_ev);
+		free(c);
+		on_error(r, (unsigned)idx, "busy");
+		return;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &c->t0);
-	pthread_mutex_lock(&t->lock);
-	pending_add(t, &c->inv);          /* so an early resume() finds it */
-	pthread_mutex_unlock(&t->lock);
 	r->call = c;
 	evtimer_add(r->timer, &tv);
-	if (px_workpool_submit(r->ctx.pool, r->ctx.base, call_work, call_done, c) < 0) {
+	if ((c->job = px_workpool_submit_job(c->pool, r->ctx.base, call_work, call_done, c)) == NULL) {
 		evtimer_del(r->timer);
 		r->call = NULL;
-		pthread_mutex_lock(&t->lock);
-		pending_remove(t, &c->inv);
-		pthread_mutex_unlock(&t->lock);
-		call_free(c);
+		call_end(c);
 		on_error(r, (unsigned)idx, "pool-full");
 	}
 }

@@ -2,8 +2,11 @@
  * NAME
  *	txn - the session and transaction as the chain and plugins see them
  * DESCRIPTION
- *	See txn.h. This file holds the txn's lifetime, the front end's
- *	mutators, and the host services offered to plugins (struct px_host).
+ *	See txn.h. This file holds the txn's lifetime, the calls in flight on
+ *	it, on_reset/on_close, the front end's mutators, and the host services
+ *	offered to plugins (struct px_host).
+ * DIAGNOSTICS
+ *	SID plugin=NAME late=yes dropped=record|set_reply|add_header|remove_header ...
  */
 #include "autoconfig.h"
 
@@ -22,7 +25,6 @@ const char *const px_stage_names[PX_STAGE_COUNT] = {
 	"connect", "helo", "mail", "rcpt", "data-end"
 };
 
-__thread struct px_invocation *px_current_invocation;
 __thread const char *px_current_plugin_name;
 
 /* A list of allocations freed together (per transaction or per invocation) */
@@ -64,16 +66,21 @@ void px_mem_free(struct px_mem *m)
 	}
 }
 
-/* px_txn_new - an empty session */
+/* px_txn_new - an empty session, with one handle per plugin */
 struct px_txn *px_txn_new(struct px_chain *chain, const char *sid, const char *hostname)
 {
 	struct px_txn *t = calloc(1, sizeof(*t));
+	size_t i, n = chain != NULL ? chain->n : 0;
 
 	if (t == NULL)
 		return NULL;
-	if (chain != NULL && chain->n > 0 && (t->slots = calloc(chain->n, sizeof(void *))) == NULL) {
+	if (n > 0 && (t->plugins = calloc(n, sizeof(*t->plugins))) == NULL) {
 		free(t);
 		return NULL;
+	}
+	for (i = 0; i < n; i++) {
+		t->plugins[i].handle.txn = t;
+		t->plugins[i].handle.plugin = (unsigned)i;
 	}
 	pthread_mutex_init(&t->lock, NULL);
 	t->refs = 1;
@@ -89,7 +96,27 @@ struct px_txn *px_txn_ref(struct px_txn *t)
 	return t;
 }
 
-/* txn_clear - forget the transaction's data (lock held) */
+struct px_txn *px_txn_for(struct px_txn *t, unsigned idx)
+{
+	return (struct px_txn *)(void *)&t->plugins[idx].handle;
+}
+
+/* mem_append - move list *from to the front of *to */
+static void mem_append(struct px_mem **to, struct px_mem **from)
+{
+	struct px_mem *m = *from;
+
+	if (m == NULL)
+		return;
+	while (m->next != NULL)
+		m = m->next;
+	m->next = *to;
+	*to = *from;
+	*from = NULL;
+}
+
+/* txn_clear - forget the transaction's data (lock held). The arena goes
+ * now only if no call is in flight: a late hook may still write to it. */
 static void txn_clear(struct px_txn *t)
 {
 	struct px_result *r;
@@ -119,24 +146,30 @@ static void txn_clear(struct px_txn *t)
 	t->mail_from = t->rcpt = NULL;
 	px_headers_free(&t->headers);
 	t->spool = NULL;
-	px_mem_free(t->arena);
-	t->arena = NULL;
+	if (t->calls > 0) {
+		mem_append(&t->old_arenas, &t->arena);
+	} else {
+		px_mem_free(t->arena);
+		t->arena = NULL;
+	}
 	t->have_view = 0;
 	t->txn_allowed = 0;
 	t->reply_code = 0;
 }
 
-/* px_txn_unref - last reference: plugins' on_close, then free */
+/* px_txn_unref - last reference: plugins' on_close, then free. No call is
+ * in flight then: each holds a reference. */
 void px_txn_unref(struct px_txn *t)
 {
 	if (t == NULL || __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	if (t->chain != NULL) {
+	if (t->chain != NULL)
 		px_chain_notify(t->chain, t, 1);
-		px_chain_unref(t->chain);
-	}
 	txn_clear(t);
-	free(t->slots);
+	px_mem_free(t->old_arenas);
+	if (t->chain != NULL)
+		px_chain_unref(t->chain);
+	free(t->plugins);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -149,6 +182,92 @@ void px_txn_reset(struct px_txn *t)
 	pthread_mutex_lock(&t->lock);
 	txn_clear(t);
 	pthread_mutex_unlock(&t->lock);
+}
+
+/* notify_run - one plugin's on_reset or on_close, its services set up */
+static void notify_run(struct px_txn *t, unsigned idx, int closing, enum px_notify how)
+{
+	const struct px_chain_entry *e = &t->chain->v[idx];
+	struct px_txn_plugin *ps = &t->plugins[idx];
+	struct px_mem *mem;
+
+	pthread_mutex_lock(&t->lock);
+	ps->notify = how;
+	pthread_mutex_unlock(&t->lock);
+	if (closing)
+		e->plugin->on_close(e->conf, px_txn_for(t, idx));
+	else
+		e->plugin->on_reset(e->conf, px_txn_for(t, idx));
+	pthread_mutex_lock(&t->lock);
+	ps->notify = PX_NOTIFY_NONE;
+	mem = ps->notify_mem;
+	ps->notify_mem = NULL;
+	pthread_mutex_unlock(&t->lock);
+	px_mem_free(mem);
+}
+
+/* px_txn_notify - on_reset now, or when the plugin's call in flight ends */
+void px_txn_notify(struct px_txn *t, unsigned idx, int closing)
+{
+	const struct px_plugin *p = t->chain->v[idx].plugin;
+	int due;
+
+	if ((closing ? p->on_close : p->on_reset) == NULL)
+		return;
+	pthread_mutex_lock(&t->lock);
+	due = !closing && t->plugins[idx].call != NULL;
+	if (due)
+		t->plugins[idx].reset_due = 1;
+	pthread_mutex_unlock(&t->lock);
+	if (!due)
+		notify_run(t, idx, closing, PX_NOTIFY_NOW);
+}
+
+/* px_txn_call_begin - one call per plugin per txn at a time */
+int px_txn_call_begin(struct px_txn *t, struct px_invocation *inv)
+{
+	struct px_txn_plugin *ps = &t->plugins[inv->plugin];
+	int rc = -1;
+
+	pthread_mutex_lock(&t->lock);
+	if (ps->call == NULL) {
+		inv->txn = px_txn_ref(t);
+		inv->id = ++t->next_call_id;
+		ps->call = inv;
+		t->calls++;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+/* px_txn_call_end - the deferred on_reset, the old arenas, the reference */
+void px_txn_call_end(struct px_txn *t, struct px_invocation *inv)
+{
+	struct px_txn_plugin *ps = &t->plugins[inv->plugin];
+	struct px_mem *old = NULL, *mem;
+	int due;
+
+	pthread_mutex_lock(&t->lock);
+	if (ps->call == inv)
+		ps->call = NULL;
+	due = ps->reset_due;
+	ps->reset_due = 0;
+	mem = inv->mem;
+	inv->mem = NULL;
+	pthread_mutex_unlock(&t->lock);
+	px_mem_free(mem);
+	if (due)
+		notify_run(t, inv->plugin, 0, PX_NOTIFY_DEFERRED);
+	pthread_mutex_lock(&t->lock);
+	if (--t->calls == 0) {
+		old = t->old_arenas;
+		t->old_arenas = NULL;
+	}
+	pthread_mutex_unlock(&t->lock);
+	px_mem_free(old);
+	inv->txn = NULL;
+	px_txn_unref(t);
 }
 
 /* set_str - replace a fixed-size string field under the lock */
@@ -264,38 +383,82 @@ void px_txn_clear_reply(struct px_txn *t)
 
 /* ---------------------------------------------------------- host services */
 
-/* live_invocation - the caller's invocation if it may still act (lock held) */
-static struct px_invocation *live_invocation(struct px_txn *t)
-{
-	struct px_invocation *inv = px_current_invocation;
+enum svc_state {
+	SVC_NONE,                 /* the plugin has no call here: nothing to act on */
+	SVC_LATE,                 /* a late call, or a deferred on_reset */
+	SVC_LIVE                  /* a call within its budget, or on_reset/on_close now */
+};
 
-	if (inv == NULL || inv->txn != t)       /* another thread: a PENDING plugin's */
-		for (inv = t->pending; inv != NULL && inv->stale; inv = inv->next_pending)
-			;
-	return (inv != NULL && !inv->stale) ? inv : NULL;
+/* What a service call may do, found from the plugin's handle */
+struct svc {
+	struct px_txn *t;
+	unsigned plugin;
+	enum svc_state st;
+	int hook;                 /* inside a hook call (not on_reset/on_close) */
+	enum px_stage stage;      /* of the hook call */
+	struct px_mem **mem;      /* where copies for the caller go */
+};
+
+/* svc_enter - lock the txn behind handle; say how far its caller may act */
+static struct px_txn *svc_enter(struct px_txn *handle, struct svc *s)
+{
+	const struct px_txn_handle *h = (const struct px_txn_handle *)(const void *)handle;
+	struct px_txn_plugin *ps;
+	struct px_invocation *inv;
+
+	memset(s, 0, sizeof(*s));
+	s->t = h->txn;
+	s->plugin = h->plugin;
+	pthread_mutex_lock(&s->t->lock);
+	ps = &s->t->plugins[h->plugin];
+	inv = ps->call;
+	if (ps->notify != PX_NOTIFY_NONE) {
+		s->st = ps->notify == PX_NOTIFY_NOW ? SVC_LIVE : SVC_LATE;
+		s->mem = &ps->notify_mem;
+	} else if (inv != NULL) {
+		s->st = inv->stale ? SVC_LATE : SVC_LIVE;
+		s->hook = 1;
+		s->stage = inv->stage;
+		s->mem = &inv->mem;
+	}
+	return s->t;
 }
 
-/* plugin_name - the name of the plugin behind inv, for logs */
-static const char *plugin_name(const struct px_txn *t, const struct px_invocation *inv)
+static void svc_leave(struct svc *s)
 {
-	return (t->chain && inv && inv->plugin < t->chain->n) ? t->chain->v[inv->plugin].name : "?";
+	pthread_mutex_unlock(&s->t->lock);
 }
 
-static void host_log(struct px_txn *t, enum px_log_prio prio, const char *fmt, ...)
+/* acting - may the caller change the transaction (a live hook)? A late
+ * caller's act is dropped and logged (lock held) */
+static int acting(struct svc *s, const char *what, const char *detail)
 {
+	char q[160];
+
+	if (s->st == SVC_LIVE && s->hook)
+		return 1;
+	if (s->st == SVC_LATE)
+		px_log(PX_LOG_INFO, s->t->sid, "plugin=%s late=yes dropped=%s%s%s",
+		       s->t->chain->v[s->plugin].name, what, detail ? " what=" : "",
+		       detail ? px_log_quote(q, sizeof(q), detail, strlen(detail)) : "");
+	return 0;
+}
+
+static void host_log(struct px_txn *handle, enum px_log_prio prio, const char *fmt, ...)
+{
+	const struct px_txn_handle *h = (const struct px_txn_handle *)(const void *)handle;
+	enum px_log_level level = (enum px_log_level)(prio > PX_PRIO_DEBUG ? PX_PRIO_DEBUG : prio);
 	char line[2048];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (t == NULL) {                /* load, configure: no session */
-		px_log((enum px_log_level)(prio > PX_PRIO_DEBUG ? PX_PRIO_DEBUG : prio), NULL,
-		       "plugin=%s %s", px_current_plugin_name ? px_current_plugin_name : "?", line);
-		return;
-	}
-	px_log((enum px_log_level)(prio > PX_PRIO_DEBUG ? PX_PRIO_DEBUG : prio), t->sid,
-	       "plugin=%s %s", plugin_name(t, px_current_invocation), line);
+	if (handle == NULL)             /* load, configure: no session */
+		px_log(level, NULL, "plugin=%s %s",
+		       px_current_plugin_name ? px_current_plugin_name : "?", line);
+	else                            /* sid and chain are fixed for the txn's life */
+		px_log(level, h->txn->sid, "plugin=%s %s", h->txn->chain->v[h->plugin].name, line);
 }
 
 /* fact - the value behind a key (lock held); scratch for numbers */
@@ -336,42 +499,47 @@ static const char *fact(struct px_txn *t, const char *key, char *num, size_t num
 	return NULL;
 }
 
-/* host_get - a copy of a fact, owned by the invocation */
-static const char *host_get(struct px_txn *t, const char *key)
+/* host_get - a copy of a fact, owned by the call (or on_reset/on_close) */
+static const char *host_get(struct px_txn *handle, const char *key)
 {
-	struct px_invocation *inv;
+	struct svc s;
+	struct px_txn *t = svc_enter(handle, &s);
 	const char *v;
 	char *copy = NULL, num[32];
 
-	pthread_mutex_lock(&t->lock);
-	if ((inv = live_invocation(t)) != NULL && (v = fact(t, key, num, sizeof(num))) != NULL)
-		copy = mem_strndup(&inv->mem, v, strlen(v));
-	pthread_mutex_unlock(&t->lock);
+	if (s.st == SVC_LIVE && (v = fact(t, key, num, sizeof(num))) != NULL)
+		copy = mem_strndup(s.mem, v, strlen(v));
+	svc_leave(&s);
 	return copy;
 }
 
-static void host_set_reply(struct px_txn *t, int code, const char *esc, const char *text)
+static void host_set_reply(struct px_txn *handle, int code, const char *esc, const char *text)
 {
-	pthread_mutex_lock(&t->lock);
-	if (live_invocation(t) != NULL && code >= 400 && code <= 599) {
+	struct svc s;
+	struct px_txn *t = svc_enter(handle, &s);
+
+	if (acting(&s, "set_reply", text) && code >= 400 && code <= 599) {
 		t->reply_code = code;
 		snprintf(t->reply_esc, sizeof(t->reply_esc), "%s", esc ? esc : "");
 		snprintf(t->reply_text, sizeof(t->reply_text), "%s", text ? text : "");
 	}
-	pthread_mutex_unlock(&t->lock);
+	svc_leave(&s);
 }
 
-static void host_record(struct px_txn *t, const char *method, const char *result,
+static void host_record(struct px_txn *handle, const char *method, const char *result,
 			const char *props)
 {
-	struct px_invocation *inv;
+	struct svc s;
+	struct px_txn *t;
+	char what[128];
 
 	if (method == NULL || result == NULL || !*method || !*result)
 		return;
-	pthread_mutex_lock(&t->lock);
-	if ((inv = live_invocation(t)) != NULL)
-		px_txn_record(t, inv->plugin, inv->stage, method, result, props);
-	pthread_mutex_unlock(&t->lock);
+	snprintf(what, sizeof(what), "%s=%s", method, result);
+	t = svc_enter(handle, &s);
+	if (acting(&s, "record", what))
+		px_txn_record(t, s.plugin, s.stage, method, result, props);
+	svc_leave(&s);
 }
 
 /* header_ok - a field name a plugin may add (printable, no ':'), and a value
@@ -438,26 +606,29 @@ void px_txn_quarantine(struct px_txn *t, const char *plugin)
 	px_txn_add_header(t, "X-Postern-Quarantine", v);
 }
 
-static int host_add_header(struct px_txn *t, const char *name, const char *value)
+static int host_add_header(struct px_txn *handle, const char *name, const char *value)
 {
+	struct svc s;
+	struct px_txn *t;
 	int rc = -1;
 
 	if (!header_ok(name, value))
 		return -1;
-	pthread_mutex_lock(&t->lock);
-	if (live_invocation(t) != NULL)
+	t = svc_enter(handle, &s);
+	if (acting(&s, "add_header", name))
 		rc = added_append(t, name, value);
-	pthread_mutex_unlock(&t->lock);
+	svc_leave(&s);
 	return rc;
 }
 
-static int host_remove_header(struct px_txn *t, const char *name, int index)
+static int host_remove_header(struct px_txn *handle, const char *name, int index)
 {
+	struct svc s;
+	struct px_txn *t = svc_enter(handle, &s);
 	size_t i;
 	int seen = 0, rc = -1;
 
-	pthread_mutex_lock(&t->lock);
-	if (live_invocation(t) != NULL) {
+	if (name != NULL && acting(&s, "remove_header", name)) {
 		for (i = 0; i < t->headers.n; i++) {
 			if (!px_header_name_is(&t->headers, i, name))
 				continue;
@@ -467,91 +638,110 @@ static int host_remove_header(struct px_txn *t, const char *name, int index)
 			}
 		}
 	}
-	pthread_mutex_unlock(&t->lock);
+	svc_leave(&s);
 	return rc;
 }
 
-static size_t host_header_count(struct px_txn *t)
+/* reading - may the caller read the message (a live hook)? (lock held) */
+static int reading(const struct svc *s)
 {
-	size_t n;
+	return s->st == SVC_LIVE && s->hook;
+}
 
-	pthread_mutex_lock(&t->lock);
-	n = live_invocation(t) ? t->headers.n : 0;
-	pthread_mutex_unlock(&t->lock);
+static size_t host_header_count(struct px_txn *handle)
+{
+	struct svc s;
+	struct px_txn *t = svc_enter(handle, &s);
+	size_t n = reading(&s) ? t->headers.n : 0;
+
+	svc_leave(&s);
 	return n;
 }
 
-static int host_header_at(struct px_txn *t, size_t i, const char **name, size_t *namelen,
+static int host_header_at(struct px_txn *handle, size_t i, const char **name, size_t *namelen,
 			  const char **value, size_t *valuelen)
 {
-	struct px_invocation *inv;
+	struct svc s;
+	struct px_txn *t = svc_enter(handle, &s);
 	const char *v;
 	int rc = -1;
 
-	pthread_mutex_lock(&t->lock);
-	if ((inv = live_invocation(t)) != NULL && i < t->headers.n) {
+	if (reading(&s) && i < t->headers.n) {
 		*namelen = t->headers.v[i].namelen;
-		*name = mem_strndup(&inv->mem, t->headers.text + t->headers.v[i].off, *namelen);
+		*name = mem_strndup(s.mem, t->headers.text + t->headers.v[i].off, *namelen);
 		v = px_header_value(&t->headers, i, valuelen);
-		*value = mem_strndup(&inv->mem, v, *valuelen);
+		*value = mem_strndup(s.mem, v, *valuelen);
 		rc = (*name && *value) ? 0 : -1;
 	}
-	pthread_mutex_unlock(&t->lock);
+	svc_leave(&s);
 	return rc;
 }
 
-static ssize_t host_message_read(struct px_txn *t, size_t off, void *buf, size_t len)
+static ssize_t host_message_read(struct px_txn *handle, size_t off, void *buf, size_t len)
 {
+	struct svc s;
+	struct px_txn *t = svc_enter(handle, &s);
 	ssize_t n = -1;
 
-	pthread_mutex_lock(&t->lock);
-	if (live_invocation(t) != NULL && t->spool != NULL)
+	if (reading(&s) && t->spool != NULL)
 		n = px_spool_read(t->spool, off, buf, len);
-	pthread_mutex_unlock(&t->lock);
+	svc_leave(&s);
 	return n;
 }
 
-static size_t host_message_size(struct px_txn *t)
+static size_t host_message_size(struct px_txn *handle)
 {
+	struct svc s;
+	struct px_txn *t = svc_enter(handle, &s);
 	size_t n = 0;
 
-	pthread_mutex_lock(&t->lock);
-	if (live_invocation(t) != NULL && t->spool != NULL)
+	if (reading(&s) && t->spool != NULL)
 		n = px_spool_size(t->spool);
-	pthread_mutex_unlock(&t->lock);
+	svc_leave(&s);
 	return n;
 }
 
-static void *host_alloc(struct px_txn *t, size_t size)
+/* host_alloc - the transaction's arena, late calls included: it is not
+ * freed while any call is in flight */
+static void *host_alloc(struct px_txn *handle, size_t size)
 {
+	struct svc s;
+	struct px_txn *t = svc_enter(handle, &s);
 	void *p = NULL;
 
-	pthread_mutex_lock(&t->lock);
-	if (live_invocation(t) != NULL)
+	if (s.st != SVC_NONE)
 		p = mem_alloc(&t->arena, size);
-	pthread_mutex_unlock(&t->lock);
+	svc_leave(&s);
 	return p;
 }
 
-/* host_slot - per plugin, per session; a stale caller gets a dummy */
-static void **host_slot(struct px_txn *t)
+/* host_slot - per plugin, per session; the same for a late call, since a
+ * plugin's calls on one session never overlap */
+static void **host_slot(struct px_txn *handle)
 {
-	static __thread void *dummy;
-	struct px_invocation *inv;
-	void **slot = &dummy;
+	const struct px_txn_handle *h = (const struct px_txn_handle *)(const void *)handle;
 
-	pthread_mutex_lock(&t->lock);
-	if ((inv = live_invocation(t)) != NULL && t->slots != NULL)
-		slot = &t->slots[inv->plugin];
-	pthread_mutex_unlock(&t->lock);
-	return slot;
+	return &h->txn->plugins[h->plugin].slot;
 }
 
 static const struct px_host host = {
-	PX_ABI_MAJOR, PX_ABI_MINOR,
-	host_log, host_get, host_set_reply, host_record, host_add_header, host_remove_header,
-	host_header_count, host_header_at, host_message_read, host_message_size, host_alloc,
-	host_slot, px_chain_resume
+	.abi_major = PX_ABI_MAJOR,
+	.abi_minor = PX_ABI_MINOR,
+	.log = host_log,
+	.get = host_get,
+	.set_reply = host_set_reply,
+	.record = host_record,
+	.add_header = host_add_header,
+	.remove_header = host_remove_header,
+	.header_count = host_header_count,
+	.header_at = host_header_at,
+	.message_read = host_message_read,
+	.message_size = host_message_size,
+	.alloc = host_alloc,
+	.slot = host_slot,
+	.resume = px_chain_resume,
+	.pending = px_chain_pending,
+	.resume_call = px_chain_resume_call,
 };
 
 const struct px_host *px_host_services(void)

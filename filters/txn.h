@@ -8,14 +8,23 @@
  *	through the host services (px_host_services()).
  *
  *	Threads. Hooks run on worker threads while the front end waits, so a
- *	txn is touched by one thread at a time, except by a hook that overran
- *	its budget and was abandoned ("stale"): the front end goes on while the
- *	hook may still run. Every host service and every mutator therefore
- *	takes txn->lock; a stale invocation's calls are ignored; and strings
- *	handed to a hook are copies owned by its invocation, so nothing the
- *	front end frees can be under a hook's feet. The txn is refcounted: each
- *	invocation in flight holds a reference, and plugins' on_close runs when
- *	the last one goes.
+ *	txn is touched by one thread at a time, except by a call that overran
+ *	its budget ("late"): the front end goes on while the hook may still
+ *	run. Every host service and every mutator therefore takes txn->lock.
+ *
+ *	Plugins never see the txn itself: each gets its own handle for the
+ *	session (struct px_txn_plugin.handle, cast to struct px_txn *), so a
+ *	service knows which plugin calls it, and, since one plugin's calls on
+ *	one session never overlap (chain_run.c makes sure), which call.
+ *
+ *	Lifetimes. Each call in flight holds a reference on the txn, so the txn,
+ *	its lock, its handles and slots live until the last call ends; plugins'
+ *	on_close runs when the last reference goes. Strings handed to a hook
+ *	are copies owned by its call. The transaction's alloc() memory (the
+ *	arena) is freed at reset only when no call is in flight; otherwise it
+ *	waits in `old_arenas` until the last call in flight has ended. A reset
+ *	while a plugin's call is in flight defers that plugin's on_reset until
+ *	the call ends (reset_due).
  */
 #ifndef PX_FILTERS_TXN_H
 #define PX_FILTERS_TXN_H
@@ -61,15 +70,38 @@ struct px_policy_view {
 };
 
 struct px_mem;
+struct px_call;
 
-/* One hook call in flight (chain.c owns the rest of it) */
+/* What a call shows the host services (chain_run.c's struct px_call starts
+ * with it) */
 struct px_invocation {
 	struct px_txn *txn;
 	unsigned plugin;
 	enum px_stage stage;
-	int stale;                /* abandoned: its host calls are ignored */
-	struct px_mem *mem;       /* copies handed to the hook */
-	struct px_invocation *next_pending;   /* txn->pending list */
+	unsigned long long id;    /* px_call_id, from txn->next_call_id */
+	int stale;                /* late: past its budget, its acts are dropped */
+	int waiting;              /* the hook answered PX_PENDING: resume() ends it */
+	int resumed;
+	enum px_verdict resume_verdict;
+	struct px_mem *mem;       /* copies handed to the hook (get, header_at) */
+};
+
+/* What a plugin is handed as its struct px_txn * */
+struct px_txn_handle {
+	struct px_txn *txn;
+	unsigned plugin;          /* chain index */
+};
+
+enum px_notify { PX_NOTIFY_NONE, PX_NOTIFY_NOW, PX_NOTIFY_DEFERRED };
+
+/* One plugin's side of a session (txn->lock) */
+struct px_txn_plugin {
+	struct px_txn_handle handle;
+	void *slot;               /* host->slot() */
+	struct px_invocation *call;    /* its hook call in flight, or NULL */
+	enum px_notify notify;    /* on_reset / on_close running */
+	struct px_mem *notify_mem;     /* copies handed to on_reset / on_close */
+	int reset_due;            /* on_reset waits for call to end */
 };
 
 struct px_txn {
@@ -96,9 +128,11 @@ struct px_txn {
 	int reply_code;
 	char reply_esc[16];
 	char reply_text[512];
-	void **slots;             /* one per chain entry */
+	struct px_txn_plugin *plugins;  /* one per chain entry */
 	struct px_mem *arena;     /* host->alloc, per transaction */
-	struct px_invocation *pending;  /* calls a resume() may end, oldest first */
+	struct px_mem *old_arenas;      /* ended transactions' arenas, while calls run */
+	unsigned calls;           /* calls in flight */
+	unsigned long long next_call_id;
 	struct px_policy_view view;     /* the transaction's (its first recipient's) */
 	int have_view;
 	int txn_allowed;          /* allow-listed sender or network: no chain */
@@ -137,9 +171,23 @@ void px_txn_clear_reply(struct px_txn *t);
 
 /* px_host_services - the table every plugin's load() receives */
 const struct px_host *px_host_services(void);
+/* px_txn_for - the handle plugin idx is given for t */
+struct px_txn *px_txn_for(struct px_txn *t, unsigned idx);
 
-/* The invocation running on this thread (set by chain.c around a hook) */
-extern __thread struct px_invocation *px_current_invocation;
+/* Calls (chain_run.c). px_txn_call_begin - inv becomes its plugin's call in
+ * flight (gets an id, holds a reference); 0, or -1 when the plugin already
+ * has one on t (a late call: the new one must not run) */
+int px_txn_call_begin(struct px_txn *t, struct px_invocation *inv);
+/* px_txn_call_end - inv has ended: the plugin's deferred on_reset runs, and
+ * old arenas go when it was the last call; drops inv's reference (on the
+ * front end's thread) */
+void px_txn_call_end(struct px_txn *t, struct px_invocation *inv);
+
+/* px_txn_notify - on_reset (closing=0) or on_close of plugin idx, with its
+ * services set up; a reset while the plugin has a call in flight only marks
+ * it due. In chain.c's px_chain_notify */
+void px_txn_notify(struct px_txn *t, unsigned idx, int closing);
+
 /* The plugin section being loaded or configured on this thread, for its logs */
 extern __thread const char *px_current_plugin_name;
 void px_mem_free(struct px_mem *m);

@@ -24,9 +24,16 @@
  *
  *	Global state, and why: libconfuse's lexer is one global (flex, not
  *	reentrant), and its error callback takes no user pointer. So every
- *	libconfuse call (init, parse, free) runs under config_lock, and the
- *	error collector of the load in progress sits in config_errors under
- *	the same lock. The generation counter is atomic.
+ *	libconfuse call (init, parse, reading the tree, free) runs under
+ *	config_lock, and the error collector of the load in progress sits in
+ *	config_errors under the same lock. config_lock covers libconfuse and
+ *	nothing else: the plugin chain (dlopen, each plugin's configure(),
+ *	which may block) is built after it is released, from the plugin
+ *	sections copied out of the tree. The generation counter is atomic.
+ *
+ *	Freeing: the last px_config_unref frees the generation, or hands it
+ *	to the releaser a program installed (px_config_set_releaser), so a
+ *	program whose I/O threads drop generations can free them elsewhere.
  * DIAGNOSTICS
  *	"FILE:LINE: message", "FILE: message" (cannot open), "-o: message".
  */
@@ -1439,6 +1446,8 @@ static int config_fill(struct px_config *conf, cfg_t *cfg, char *err, size_t err
 /* config_free - release a generation; takes config_lock for cfg_free */
 static void config_free(struct px_config *conf)
 {
+	if (conf->attached_free != NULL)
+		conf->attached_free(conf->attached);
 	px_chain_unref(conf->chain);
 	px_policy_free(conf->policy);
 	px_plugin_sections_free(conf->plugins);
@@ -1479,12 +1488,11 @@ static struct px_config *config_build(cfg_t *cfg, const char *path, char *err,
 	return conf;
 }
 
-/* config_policy_chain - the policy and the plugin chain of a generation; on
- * failure the caller drops conf after releasing config_lock */
-static int config_policy_chain(struct px_config *conf, struct config_errors *errs)
+/* config_policy - the policy of a generation, and its plugin sections (read
+ * from the tree: config_lock held); on failure the caller drops conf */
+static int config_policy(struct px_config *conf, struct config_errors *errs)
 {
 	cfg_t *cfg = conf->cfg;
-	char msg[2048];
 
 	conf->plugins = config_plugins;
 	config_plugins = NULL;
@@ -1497,6 +1505,15 @@ static int config_policy_chain(struct px_config *conf, struct config_errors *err
 		errors_add(errs, "%s: out of memory", conf->path);
 		return -1;
 	}
+	return 0;
+}
+
+/* config_chain - load and configure the plugins (config_lock not held: a
+ * plugin's configure() may block, and it touches no libconfuse state) */
+static int config_chain(struct px_config *conf, struct config_errors *errs)
+{
+	char msg[2048];
+
 	if (px_plugin_sections_chain(conf->plugins, conf->plugin_dir, &conf->chain, msg,
 				     sizeof(msg)) < 0) {
 		errors_add(errs, "%s", msg);
@@ -1505,7 +1522,7 @@ static int config_policy_chain(struct px_config *conf, struct config_errors *err
 	return 0;
 }
 
-/* config_load_locked - the whole load, with config_lock held */
+/* config_load_locked - parse, merge and build, with config_lock held */
 static struct px_config *config_load_locked(const char *path, const char *const *ov, size_t n,
 					    struct config_errors *errs)
 {
@@ -1526,7 +1543,7 @@ static struct px_config *config_load_locked(const char *path, const char *const 
 	if (!conf)
 		cfg_free(merged);
 	if (conf)
-		config_policy_chain(conf, errs);
+		config_policy(conf, errs);
 	px_plugin_sections_free(config_plugins);
 	config_plugins = NULL;
 	return conf;
@@ -1556,6 +1573,8 @@ int px_config_load(const char *path, const char *const *overrides, size_t noverr
 	conf = config_load_locked(path, overrides, noverrides, &errs);
 	config_errors = NULL;
 	pthread_mutex_unlock(&config_lock);
+	if (conf && errs.count == 0)
+		config_chain(conf, &errs);
 	if (conf && errs.count > 0) {       /* the policy or a plugin failed */
 		px_config_unref(conf);
 		conf = NULL;
@@ -1576,11 +1595,59 @@ struct px_config *px_config_ref(struct px_config *cfg)
 	return cfg;
 }
 
-/* px_config_unref - drop a hold; the last one frees the generation */
+static pthread_mutex_t releaser_lock = PTHREAD_MUTEX_INITIALIZER;
+static px_config_releaser releaser;
+static void *releaser_arg;
+
+/* px_config_set_releaser - who frees generations from now on (NULL: unref) */
+void px_config_set_releaser(px_config_releaser fn, void *arg)
+{
+	pthread_mutex_lock(&releaser_lock);
+	releaser = fn;
+	releaser_arg = arg;
+	pthread_mutex_unlock(&releaser_lock);
+}
+
+/* px_config_unref - drop a hold; the last one frees the generation, or hands
+ * it to the releaser */
 void px_config_unref(struct px_config *cfg)
 {
-	if (cfg && __atomic_sub_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL) == 0)
+	px_config_releaser fn;
+	void *arg;
+
+	if (!cfg || __atomic_sub_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	pthread_mutex_lock(&releaser_lock);
+	fn = releaser;
+	arg = releaser_arg;
+	pthread_mutex_unlock(&releaser_lock);
+	if (fn != NULL)
+		fn(cfg, arg);
+	else
 		config_free(cfg);
+}
+
+/* px_config_free - a released generation, now */
+void px_config_free(struct px_config *cfg)
+{
+	if (cfg)
+		config_free(cfg);
+}
+
+/* px_config_attach - obj lives and dies with this generation */
+int px_config_attach(struct px_config *cfg, void *obj, void (*free_fn)(void *))
+{
+	if (cfg->attached_free != NULL || cfg->attached != NULL)
+		return -1;
+	cfg->attached = obj;
+	cfg->attached_free = free_fn;
+	return 0;
+}
+
+/* px_config_attached - what px_config_attach gave this generation, or NULL */
+void *px_config_attached(const struct px_config *cfg)
+{
+	return cfg->attached;
 }
 
 /* ------------------------------------------------------------------ dump */

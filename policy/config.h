@@ -17,7 +17,8 @@
  *
  *	Sessions hold a reference to the generation they started with
  *	(px_config_ref/px_config_unref), so a reload never changes a running
- *	session.
+ *	session. What the transport builds per generation (TLS contexts) is
+ *	attached to it, so one reference holds both.
  * DIAGNOSTICS
  *	Every error is one line "file:line: message" (or "-o: message" for an
  *	override) appended to err; px_config_load returns -1 and no generation.
@@ -144,6 +145,12 @@ struct px_config {
 	struct px_chain *chain;
 	struct px_policy *policy;
 	struct px_plugin_sections *plugins;   /* as written, for dumps */
+
+	/* what a front end built for this generation (posternd: its TLS
+	 * contexts), freed with it; see px_config_attach */
+	void *attached;
+	void (*attached_free)(void *);
+	struct px_config *release_next;       /* on a releaser's queue */
 };
 
 /*
@@ -164,7 +171,29 @@ typedef void (*px_config_hook)(const struct px_config *cfg);
 void px_config_set_load_hook(px_config_hook fn);
 
 struct px_config *px_config_ref(struct px_config *cfg);
+/* px_config_unref - the last reference frees the generation, or hands it to
+ * the releaser (px_config_set_releaser) */
 void px_config_unref(struct px_config *cfg);
+
+/*
+ * px_config_attach - give a generation that nobody else holds yet an object
+ * that lives and dies with it (free_fn runs when the generation is freed);
+ * -1 when one is attached already. px_config_attached - that object, or NULL.
+ */
+int px_config_attach(struct px_config *cfg, void *obj, void (*free_fn)(void *));
+void *px_config_attached(const struct px_config *cfg);
+
+/*
+ * px_config_set_releaser - from now on the last px_config_unref of a
+ * generation calls fn(cfg, arg) instead of freeing it, on whatever thread
+ * dropped it; fn hands it to a thread that may block and that thread calls
+ * px_config_free. posternd's I/O threads end sessions, so its main thread
+ * frees generations (proxy/server.c). NULL: free at once (the default).
+ */
+typedef void (*px_config_releaser)(struct px_config *cfg, void *arg);
+void px_config_set_releaser(px_config_releaser fn, void *arg);
+/* px_config_free - free a released generation now (plugin unconfigure, cfg_free) */
+void px_config_free(struct px_config *cfg);
 
 /* px_config_dump - every effective setting as "name = value" lines, like postconf */
 void px_config_dump(const struct px_config *cfg, FILE *fp);

@@ -25,6 +25,7 @@
 #include "common/log.h"
 #include "common/netaddr.h"
 #include "policy/config.h"
+#include "reply_reader.h"
 
 #define AV_LINE_MAX 4096
 
@@ -39,6 +40,7 @@ struct av {
 	char *response;
 	px_auth_cb cb;
 	void *arg;
+	struct px_reply_reader rr;
 };
 
 /* av_finish - answer once, send QUIT, free */
@@ -80,29 +82,17 @@ static void av_reply(struct av *v, int code)
 	av_finish(v, PX_AUTH_TEMP, code);
 }
 
-/* av_read_cb - reply lines; the last one has a space after the code */
+/* av_read_cb - each complete reply to the conversation's next step */
 static void av_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct av *v = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	size_t len;
-	char *line;
+	const char *why;
+	int rc = px_reply_reader_next(&v->rr, bufferevent_get_input(bev), AV_LINE_MAX, &why);
 
-	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
-		int code = len >= 3 ? atoi(line) : 0, last = len == 3 || (len > 3 && line[3] == ' ');
-
-		free(line);
-		if (code < 200 || code > 599 || len > AV_LINE_MAX) {
-			av_finish(v, PX_AUTH_TEMP, code);
-			return;
-		}
-		if (last) {
-			av_reply(v, code);
-			return;
-		}
-	}
-	if (evbuffer_get_length(in) > AV_LINE_MAX)
+	if (rc == PX_RR_BAD)
 		av_finish(v, PX_AUTH_TEMP, 0);
+	else if (rc == PX_RR_DONE)
+		av_reply(v, v->rr.code);     /* one reply per step: the next waits for our command */
 }
 
 /* av_event_cb - connected, or the conversation broke */

@@ -2,10 +2,11 @@
  * NAME
  *	postern - the admin command: check the configuration, test a message
  * SYNOPSIS
- *	postern [-c FILE] [-o key=value]... check
+ *	postern [-c FILE] [-o key=value]... check [-v]
  *	postern [-c FILE] [-o key=value]... test --client-ip ADDR [--client-name NAME]
  *		[--helo NAME] --from ADDR --rcpt ADDR [--rcpt ADDR]... [--tls] [--login NAME]
  *		< message
+ *	-c and -o may as well follow the command: postern check -c FILE.
  * DESCRIPTION
  *	check: reads the configuration exactly as posternd does (file, conf.d,
  *	-o), loads and configures every plugin, and prints every effective
@@ -46,6 +47,12 @@
 
 enum { EXIT_ACCEPT = 0, EXIT_ERROR = 1, EXIT_REJECT = 2, EXIT_TEMPFAIL = 3, EXIT_DISCARD = 4 };
 
+struct global_args {
+	const char *config;
+	const char *overrides[MAX_OVERRIDES];
+	size_t nov;
+};
+
 struct test_args {
 	const char *client_ip, *client_name, *helo, *from, *login;
 	const char *rcpts[MAX_RCPTS];
@@ -70,6 +77,7 @@ static void usage(void)
 		"       postern [-c FILE] [-o key=value]... test --client-ip ADDR [--client-name NAME]\n"
 		"               [--helo NAME] --from ADDR --rcpt ADDR [--rcpt ADDR]... [--tls]\n"
 		"               [--login NAME] < message\n"
+		"(-c and -o may also follow the command)\n"
 		"exit (test): 0 accept, 2 reject, 3 tempfail, 4 discard, 1 error\n");
 	exit(EXIT_ERROR);
 }
@@ -316,8 +324,42 @@ static int cmd_test(struct px_config *cfg, const struct test_args *a)
 	return rc;
 }
 
-/* parse_test_args - the envelope */
-static void parse_test_args(int argc, char **argv, struct test_args *a)
+/* global_opt - -c or -o, before or after the command; 0, or -1 if c is neither */
+static int global_opt(int c, const char *arg, struct global_args *g)
+{
+	if (c == 'c') {
+		g->config = arg;
+		return 0;
+	}
+	if (c != 'o')
+		return -1;
+	if (g->nov == MAX_OVERRIDES) {
+		fprintf(stderr, "postern: too many -o options\n");
+		exit(EXIT_ERROR);
+	}
+	g->overrides[g->nov++] = arg;
+	return 0;
+}
+
+/* parse_check_args - [-v], and -c/-o */
+static int parse_check_args(int argc, char **argv, struct global_args *g)
+{
+	int c, verbose = 0;
+
+	optind = 1;
+	while ((c = getopt(argc, argv, "c:o:v")) != -1) {
+		if (c == 'v')
+			verbose = 1;
+		else if (global_opt(c, optarg, g) < 0)
+			usage();
+	}
+	if (optind != argc)
+		usage();
+	return verbose;
+}
+
+/* parse_test_args - the envelope, and -c/-o */
+static void parse_test_args(int argc, char **argv, struct test_args *a, struct global_args *g)
 {
 	static const struct option longs[] = {
 		{ "client-ip", 1, NULL, 'a' }, { "client-name", 1, NULL, 'n' },
@@ -327,8 +369,9 @@ static void parse_test_args(int argc, char **argv, struct test_args *a)
 	int c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:o:", longs, NULL)) != -1) {
 		switch (c) {
+		case 'c': case 'o': global_opt(c, optarg, g); break;
 		case 'a': a->client_ip = optarg; break;
 		case 'n': a->client_name = optarg; break;
 		case 'h': a->helo = optarg; break;
@@ -351,31 +394,25 @@ static void parse_test_args(int argc, char **argv, struct test_args *a)
 
 int main(int argc, char **argv)
 {
-	const char *config = DEFAULT_CONFIG, *overrides[MAX_OVERRIDES];
+	struct global_args g = { .config = DEFAULT_CONFIG };
 	struct test_args targs = { 0 };
 	struct px_config *cfg;
-	size_t nov = 0;
 	char err[16384];
 	int c, rc, verbose = 0;
 
-	while ((c = getopt(argc, argv, "+c:o:")) != -1) {
-		if (c == 'c')
-			config = optarg;
-		else if (c == 'o' && nov < MAX_OVERRIDES)
-			overrides[nov++] = optarg;
-		else
+	while ((c = getopt(argc, argv, "+c:o:")) != -1)
+		if (global_opt(c, optarg, &g) < 0)
 			usage();
-	}
 	if (optind >= argc)
 		usage();
 	px_log_open("postern", 1, PX_LOG_WARN);
 	if (strcmp(argv[optind], "test") == 0)
-		parse_test_args(argc - optind, argv + optind, &targs);
-	else if (strcmp(argv[optind], "check") != 0 || optind + 2 < argc ||
-		 (optind + 2 == argc && strcmp(argv[optind + 1], "-v") != 0))
+		parse_test_args(argc - optind, argv + optind, &targs, &g);
+	else if (strcmp(argv[optind], "check") == 0)
+		verbose = parse_check_args(argc - optind, argv + optind, &g);
+	else
 		usage();
-	verbose = optind + 2 == argc;
-	if (px_config_load(config, overrides, nov, &cfg, err, sizeof(err)) < 0) {
+	if (px_config_load(g.config, g.overrides, g.nov, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return EXIT_ERROR;
 	}

@@ -8,6 +8,17 @@
  *	binds the listeners, and serves. -t checks the configuration and exits
  *	0, or 1 after printing "file:line: message" lines. -f stays in the
  *	foreground and logs to stderr; otherwise it detaches and logs to syslog.
+ *
+ *	Start-up order, and why: detach first (fork, setsid), so that the
+ *	process that loads the plugins is the one that serves, and a thread a
+ *	plugin starts in load() lives on (fork keeps only the calling
+ *	thread); then read the configuration (which loads the plugins), bind,
+ *	read the keys, drop privileges (privs.h: started as root, posternd
+ *	serves as an unprivileged user unless user = "root"), and only then
+ *	tell the waiting parent that the start succeeded and let go of the
+ *	terminal's stdin, stdout and stderr. The parent exits with the start's
+ *	status (0, or 1 after the child printed why), so `posternd && ...`
+ *	and a pipe reading posternd's output both end.
  */
 #include "autoconfig.h"
 
@@ -17,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <event2/thread.h>
@@ -79,10 +92,10 @@ static void parse_args(int argc, char **argv, struct options *opt)
 }
 
 /* spool_dir_ready - the spool directory exists and is private */
-static int spool_dir_ready(const char *dir)
+static int spool_dir_ready(const char *dir, char *err, size_t errlen)
 {
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		px_log(PX_LOG_ERR, NULL, "spool_dir=%s error=\"%s\"", dir, strerror(errno));
+		snprintf(err, errlen, "spool_dir %s: %s", dir, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -100,51 +113,123 @@ static int check_tls(const struct px_config *cfg, char *err, size_t errlen)
 	return 1;
 }
 
-int main(int argc, char **argv)
+/* detach - fork and setsid; the parent waits for the start's outcome and
+ * exits with it. Returns, in the child, the pipe end that detach_done writes. */
+static int detach(void)
 {
-	struct options opt = { 0 };
+	int p[2], status = 0;
+	ssize_t n;
+	pid_t pid;
+	char c = 0;
+
+	if (pipe(p) < 0 || fcntl(p[0], F_SETFD, FD_CLOEXEC) < 0 ||
+	    fcntl(p[1], F_SETFD, FD_CLOEXEC) < 0 || (pid = fork()) < 0) {
+		fprintf(stderr, "posternd: cannot detach: %s\n", strerror(errno));
+		exit(1);
+	}
+	if (pid > 0) {
+		close(p[1]);
+		while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
+			;
+		if (n == 1 && c == 'r')
+			_exit(0);               /* it serves */
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;                       /* it ended before serving: its status */
+		_exit(WIFEXITED(status) && WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : 1);
+	}
+	close(p[0]);
+	setsid();
+	return p[1];
+}
+
+/* detach_done - the start succeeded: tell the parent, let go of the
+ * terminal's descriptors (a pipe reading our output sees its end) */
+static void detach_done(int fd)
+{
+	int null = open("/dev/null", O_RDWR);
+
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
+	if (chdir("/") < 0)
+		px_log(PX_LOG_WARN, NULL, "chdir dir=/ error=\"%s\"", strerror(errno));
+	(void)!write(fd, "r", 1);
+	close(fd);
+}
+
+/* start_error - a start-up error: logged, and on the terminal while it is
+ * ours (detached, the log is syslog); the exit status */
+static int start_error(const struct options *opt, const char *err)
+{
+	px_log(PX_LOG_ERR, NULL, "start error=\"%s\"", err);
+	if (!opt->foreground)
+		fprintf(stderr, "posternd: %s\n", err);
+	return 1;
+}
+
+/* serve - from the configuration to the end of the run; the exit status */
+static int serve(const struct options *opt, int ready_fd)
+{
 	struct px_config *cfg;
 	struct px_server *srv;
 	char err[16384];
 	int rc;
 
-	parse_args(argc, argv, &opt);
-	px_log_open("posternd", 1, PX_LOG_INFO);     /* until the configuration says more */
-	if (!opt.check_only)       /* each generation (start, reload) resolves the backend */
-		px_config_set_load_hook(px_backend_addr_load);
-	if (px_config_load(opt.config, opt.overrides, opt.noverrides, &cfg, err, sizeof(err)) < 0) {
+	/* each generation (start, reload) resolves the backend */
+	px_config_set_load_hook(px_backend_addr_load);
+	if (px_config_load(opt->config, opt->overrides, opt->noverrides, &cfg, err,
+			   sizeof(err)) < 0) {
 		fprintf(stderr, "%s%s", err, err[0] && err[strlen(err) - 1] == '\n' ? "" : "\n");
 		return 1;
 	}
-	if (opt.check_only) {
-		rc = check_tls(cfg, err, sizeof(err));
-		px_config_unref(cfg);
-		return rc;
-	}
-	px_log_open("posternd", opt.foreground, (enum px_log_level)cfg->log_level);
+	px_log_open("posternd", opt->foreground, (enum px_log_level)cfg->log_level);
 	signal(SIGPIPE, SIG_IGN);
-	evthread_use_pthreads();
-	if (spool_dir_ready(cfg->spool_dir) < 0)
-		return 1;
-	if ((srv = px_server_new(cfg, opt.config, opt.overrides, opt.noverrides, err,
+	if (spool_dir_ready(cfg->spool_dir, err, sizeof(err)) < 0) {
+		px_config_unref(cfg);
+		return start_error(opt, err);
+	}
+	if ((srv = px_server_new(cfg, opt->config, opt->overrides, opt->noverrides, err,
 				 sizeof(err))) == NULL) {
-		px_log(PX_LOG_ERR, NULL, "start error=\"%s\"", err);
-		return 1;
+		px_config_unref(cfg);
+		return start_error(opt, err);
 	}
 	if (px_privs_drop(cfg->transport.user, cfg->transport.group, cfg->spool_dir, err,
 			  sizeof(err)) < 0) {
-		px_log(PX_LOG_ERR, NULL, "start error=\"%s\"", err);
 		px_server_free(srv);
 		px_config_unref(cfg);
-		return 1;
+		return start_error(opt, err);
 	}
 	px_config_unref(cfg);
-	if (!opt.foreground && daemon(0, 0) < 0) {
-		px_log(PX_LOG_ERR, NULL, "daemon error=\"%s\"", strerror(errno));
-		return 1;
-	}
+	if (ready_fd >= 0)
+		detach_done(ready_fd);
 	rc = px_server_run(srv);
 	if (px_server_free(srv) == 0)
 		px_plugins_unload();
 	return rc == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct options opt = { 0 };
+	struct px_config *cfg;
+	char err[16384];
+	int rc;
+
+	parse_args(argc, argv, &opt);
+	px_log_open("posternd", 1, PX_LOG_INFO);     /* until the configuration says more */
+	if (!opt.check_only) {
+		evthread_use_pthreads();
+		return serve(&opt, opt.foreground ? -1 : detach());
+	}
+	if (px_config_load(opt.config, opt.overrides, opt.noverrides, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s%s", err, err[0] && err[strlen(err) - 1] == '\n' ? "" : "\n");
+		return 1;
+	}
+	rc = check_tls(cfg, err, sizeof(err));
+	px_config_unref(cfg);
+	return rc;
 }

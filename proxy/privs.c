@@ -4,7 +4,10 @@
  * DESCRIPTION
  *	See privs.h. Not root and a user set: the setting is only checked
  *	against the current user (a mismatch is logged, not fatal, so that
- *	tests and unprivileged runs work).
+ *	tests and unprivileged runs work). Root with no user set: the
+ *	default user (PX_PRIVS_DEFAULT_USER if it exists, else "nobody"), as
+ *	Postfix refuses to serve as root; only user = "root" keeps root, with
+ *	a warning.
  */
 #include "autoconfig.h"
 
@@ -67,15 +70,27 @@ static int become(uid_t uid, gid_t gid, char *err, size_t errlen)
 	return 0;
 }
 
+/* px_privs_default_user - the user root serves as when none is set */
+const char *px_privs_default_user(void)
+{
+	return getpwnam(PX_PRIVS_DEFAULT_USER) != NULL ? PX_PRIVS_DEFAULT_USER
+						      : PX_PRIVS_FALLBACK_USER;
+}
+
 /* px_privs_drop - see privs.h */
 int px_privs_drop(const char *user, const char *group, const char *spool_dir, char *err,
 		  size_t errlen)
 {
+	const char *dflt = "no";
 	uid_t uid;
 	gid_t gid;
 
-	if (user[0] == 0)
+	if (user[0] == 0 && geteuid() != 0)
 		return 0;
+	if (user[0] == 0) {
+		user = px_privs_default_user();
+		dflt = "yes";
+	}
 	if (lookup(user, group, &uid, &gid, err, errlen) < 0)
 		return -1;
 	if (geteuid() != 0) {
@@ -84,9 +99,14 @@ int px_privs_drop(const char *user, const char *group, const char *spool_dir, ch
 			       "started as root\"", user);
 		return 0;
 	}
+	if (uid == 0) {
+		px_log(PX_LOG_WARN, NULL, "privileges user=%s uid=0 warning=\"serving as root, as "
+		       "the configuration says\"", user);
+		return 0;
+	}
 	if (spool_private(spool_dir, uid, gid, err, errlen) < 0 || become(uid, gid, err, errlen) < 0)
 		return -1;
-	px_log(PX_LOG_INFO, NULL, "privileges user=%s uid=%u gid=%u", user, (unsigned)uid,
-	       (unsigned)gid);
+	px_log(PX_LOG_INFO, NULL, "privileges user=%s uid=%u gid=%u default=%s", user,
+	       (unsigned)uid, (unsigned)gid, dflt);
 	return 0;
 }

@@ -26,6 +26,7 @@
 #include "common/log.h"
 #include "policy/config.h"
 #include "relay_int.h"
+#include "reply_reader.h"
 #include "smtp_parse.h"
 
 #define PROBE_TIMEOUT_MS 3000
@@ -65,51 +66,37 @@ static int probe_connect(const struct px_backend_spec *b)
 	return fd;
 }
 
-/* probe_reply - read one whole reply into buf; its code, or -1 */
-static int probe_reply(int fd, char *buf, size_t size)
+/* probe_reply - read one whole reply (the shared reader: rr->text holds its
+ * lines' texts for the capability parser); its code, or -1 */
+static int probe_reply(int fd, struct px_reply_reader *rr)
 {
+	char buf[1024], *nl;
 	size_t len = 0;
 	ssize_t n;
-	char *line, *nl;
+	int rc;
 
 	for (;;) {
-		if (len + 1 >= size || (n = recv(fd, buf + len, size - 1 - len, 0)) <= 0)
+		while ((nl = memchr(buf, '\n', len)) != NULL) {
+			rc = nl > buf && nl[-1] == '\r' ?
+			     px_reply_reader_line(rr, buf, (size_t)(nl - buf) - 1) : PX_RR_BAD;
+			if (rc == PX_RR_BAD)
+				return -1;
+			if (rc == PX_RR_DONE)
+				return rr->code;     /* nothing follows a reply we wait for */
+			len -= (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, len);
+		}
+		if (len == sizeof(buf) || (n = recv(fd, buf + len, sizeof(buf) - len, 0)) <= 0)
 			return -1;
 		len += (size_t)n;
-		buf[len] = '\0';
-		/* complete when the last full line has a space after the code */
-		for (line = buf; (nl = strstr(line, "\r\n")) != NULL; line = nl + 2)
-			if (nl - line >= 3 && (line[3] == ' ' || nl - line == 3))
-				return atoi(line);
 	}
-}
-
-/* probe_caps - the raw reply ("250-X\r\n250 Y\r\n") as text lines for the
- * relay's own parser; SIZE's limit into *size */
-static unsigned probe_caps(const char *reply, size_t *size)
-{
-	char text[8192];
-	const char *line, *nl;
-	size_t len = 0, n;
-
-	for (line = reply; (nl = strstr(line, "\r\n")) != NULL && len < sizeof(text) - 1;
-	     line = nl + 2) {
-		n = (size_t)(nl - line) > 4 ? (size_t)(nl - line) - 4 : 0;
-		if (n > sizeof(text) - 2 - len)
-			n = sizeof(text) - 2 - len;
-		if (len > 0)
-			text[len++] = '\n';
-		memcpy(text + len, line + 4, n);
-		len += n;
-	}
-	text[len] = '\0';
-	return px_backend_caps_parse(text, size);
 }
 
 /* px_backend_caps_probe - one short conversation; logs what it learned */
 void px_backend_caps_probe(struct event_base *base, const struct px_config *cfg)
 {
-	char buf[8192], cmd[300];
+	struct px_reply_reader rr;
+	char cmd[300];
 	int fd, code;
 	unsigned caps;
 	size_t size;
@@ -123,15 +110,16 @@ void px_backend_caps_probe(struct event_base *base, const struct px_config *cfg)
 	}
 	snprintf(cmd, sizeof(cmd), "%s %s\r\n", cfg->backend.kind == PX_BACKEND_LMTP ? "LHLO" :
 		 "EHLO", cfg->hostname);
-	if ((code = probe_reply(fd, buf, sizeof(buf))) != 220 ||
+	px_reply_reader_init(&rr);
+	if ((code = probe_reply(fd, &rr)) != 220 ||
 	    send(fd, cmd, strlen(cmd), MSG_NOSIGNAL) < 0 ||
-	    (code = probe_reply(fd, buf, sizeof(buf))) != 250) {
+	    (code = probe_reply(fd, &rr)) != 250) {
 		px_log(PX_LOG_WARN, NULL, "probe backend=%s status=failed reply=%d",
 		       cfg->backend.text, code);
 		close(fd);
 		return;
 	}
-	caps = probe_caps(buf, &size);
+	caps = px_backend_caps_parse(rr.text, &size);
 	px_backend_caps_note(caps, size);
 	send(fd, "QUIT\r\n", 6, MSG_NOSIGNAL);
 	close(fd);

@@ -56,6 +56,7 @@
 #include "policy/config.h"
 #include "relay_int.h"
 #include "relay_setup.h"
+#include "reply_reader.h"
 #include "smtp_parse.h"
 
 enum rs_state { RS_IDLE, RS_CONNECTING, RS_GREETING, RS_EHLO, RS_READY, RS_CLOSING,
@@ -98,9 +99,7 @@ struct rs {
 	int txn_open;                    /* MAIL queued or accepted on this connection */
 	unsigned rcpt_ok;
 	/* the reply being read */
-	char rtext[PX_REPLY_MAX];
-	size_t rlen;
-	int rcode;
+	struct px_reply_reader rr;
 	/* the body being streamed */
 	const struct px_message *msg;
 	size_t body_off;
@@ -284,8 +283,7 @@ static void rs_close(struct rs *rs)
 	rs->rcpt_ok = 0;
 	rs->streaming = 0;
 	rs->msg = NULL;
-	rs->rlen = 0;
-	rs->rcode = 0;
+	px_reply_reader_init(&rs->rr);
 	rs->tls_done = rs->fwd_done = 0;
 	rs->fwd_kind = PX_FWD_NONE;
 	rs_enter_state(rs, RS_IDLE);
@@ -903,56 +901,25 @@ static void rs_on_reply(struct rs *rs, int code, const char *text)
 	}
 }
 
-/* rs_on_line - accumulate one reply line; 1 when the reply is complete */
-static int rs_on_line(struct rs *rs, const char *line, size_t len)
-{
-	const char *text;
-	int code, last;
-	size_t tl;
-
-	if (px_smtp_reply_line(line, len, &code, &last, &text) != PX_PARSE_OK ||
-	    (rs->rlen > 0 && code != rs->rcode)) {
-		rs_fail(rs, 451, "4.4.2", "malformed reply from backend");
-		return -1;
-	}
-	tl = len - (size_t)(text - line);
-	if (rs->rlen > 0 && rs->rlen < sizeof(rs->rtext) - 1)
-		rs->rtext[rs->rlen++] = '\n';
-	if (tl > sizeof(rs->rtext) - 1 - rs->rlen)
-		tl = sizeof(rs->rtext) - 1 - rs->rlen;
-	memcpy(rs->rtext + rs->rlen, text, tl);
-	rs->rlen += tl;
-	rs->rtext[rs->rlen] = '\0';
-	rs->rcode = code;
-	return last;
-}
-
-/* rs_read_cb - split the input into reply lines */
+/* rs_read_cb - complete replies, each to its state's handler */
 static void rs_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct rs *rs = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	size_t len;
-	char *line;
+	const char *why = NULL;
+	char reason[64];
 	int rc;
 
-	while ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
-		rc = len > RS_LINE_MAX ? -1 : rs_on_line(rs, line, len);
-		if (len > RS_LINE_MAX)
-			rs_fail(rs, 451, "4.4.2", "reply line from backend too long");
-		if (rc == 1) {
-			rs->rlen = 0;
-			rs_reply_complete(rs);
-			rs_on_reply(rs, rs->rcode, rs->rtext);
-		}
-		free(line);
-		if (rc < 0 || rs->bev != bev) {
-			rs_timers(rs);
-			return;   /* failed, closed, or destroyed: stop reading */
-		}
+	while ((rc = px_reply_reader_next(&rs->rr, in, RS_LINE_MAX, &why)) == PX_RR_DONE) {
+		rs_reply_complete(rs);
+		rs_on_reply(rs, rs->rr.code, rs->rr.text);
+		if (rs->bev != bev)
+			break;    /* failed, closed, or destroyed: stop reading */
 	}
-	if (evbuffer_get_length(in) > RS_LINE_MAX)
-		rs_fail(rs, 451, "4.4.2", "reply line from backend too long");
+	if (rc == PX_RR_BAD && rs->bev == bev) {
+		snprintf(reason, sizeof(reason), "%s from backend", why);
+		rs_fail(rs, 451, "4.4.2", reason);
+	}
 	rs_timers(rs);
 }
 

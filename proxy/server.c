@@ -21,6 +21,30 @@
  *	connections_max (FDS_PER_SESSION each, plus FDS_SPARE): the soft limit
  *	is raised toward the hard one, and a hard limit that is too low is
  *	logged with the numbers.
+ *
+ *	Generations and listeners. srv->cfg is the current generation, with
+ *	its TLS contexts attached (px_config_attach), so a session takes its
+ *	configuration, its certificates and its listener with one reference
+ *	under one lock (px_server_generation). srv->socks are the bound
+ *	sockets of that generation, one per listener, each refcounted: the
+ *	table holds one reference and each worker's evconnlistener on it one
+ *	more. A reload binds the addresses the new generation adds (if one
+ *	cannot be bound, for instance a port below 1024 after posternd gave
+ *	up root, the reload fails and the old generation keeps serving),
+ *	swaps generation and table under the lock, and wakes every worker,
+ *	which follows the table on its own thread (worker_sync): it drops its
+ *	listeners on sockets that are gone, the last reference closes the
+ *	socket, and it listens on new ones. A connection accepted on a socket
+ *	the current generation no longer has (between the swap and the
+ *	worker's sync) gets 421: a session never starts without its
+ *	listener's settings. Sessions already open keep their generation, and
+ *	with it their listener's settings, until they end.
+ *
+ *	Freeing a generation runs plugin unconfigure hooks and libconfuse
+ *	(config_lock), either of which may block, so it never runs on an I/O
+ *	thread: while the server runs, the last px_config_unref (usually a
+ *	session ending on an I/O thread) hands the generation to the main
+ *	thread (gen_release), which frees it on its next loop turn.
  */
 #include "autoconfig.h"
 
@@ -65,17 +89,27 @@ struct conn_count {
 
 struct px_worker;
 
-/* What an accept callback needs: its worker and the address it listens on */
-struct px_listen_arg {
+/* One bound, listening socket. References: the server's table, and each
+ * worker's listener on it; the last one closes it. All under srv->lock. */
+struct px_lsock {
+	int refs;
+	int fd;
+	char *address;                    /* as the listener gives it */
+};
+
+/* One worker's listener on one socket; the accept callbacks' argument */
+struct px_wlisten {
 	struct px_worker *w;
-	const char *address;              /* srv->addresses[i] */
+	struct px_lsock *sock;            /* referenced */
+	struct evconnlistener *l;
 };
 
 struct px_worker {
 	struct px_server *srv;
 	struct event_base *base;
-	struct evconnlistener **listeners;
-	struct px_listen_arg *args;
+	struct px_wlisten **listen;       /* touched on this worker's thread only */
+	size_t nlisten;
+	struct event *sync;               /* srv->socks changed: follow it */
 	struct event *retry;              /* probes for free fds while paused */
 	int paused;                       /* listeners disabled (srv->lock) */
 	pthread_t thread;
@@ -91,21 +125,23 @@ struct accept_outage {
 };
 
 struct px_server {
-	pthread_mutex_t lock;             /* cfg, and the connection counters */
-	struct px_config *cfg;
+	pthread_mutex_t lock;             /* cfg, socks, lsock refs, the connection counters */
+	struct px_config *cfg;            /* the current generation; its TLS attached */
 	const char *path;
 	const char *const *overrides;
 	size_t noverrides;
-	int *fds;
-	char **addresses;                 /* what each fd is bound to */
-	size_t nfds;
-	struct px_tls *tls;               /* the current generation's TLS contexts */
+	struct px_lsock **socks;          /* cfg's sockets, in listener order; written
+					     by the main thread only */
+	size_t nsocks;
 	struct px_worker *workers;
 	unsigned nworkers;
 	struct px_workpool *pool;
 	unsigned conns;
 	struct accept_outage outage;      /* under lock */
 	struct event *settle;             /* on the main base: ends an outage */
+	struct event *reap;               /* on the main base: frees released generations */
+	pthread_mutex_t reap_lock;
+	struct px_config *reap_list;      /* released, not yet freed (reap_lock) */
 	struct conn_count *buckets[CONN_BUCKETS];
 };
 
@@ -194,15 +230,23 @@ const char *px_server_conn_move(struct px_server *srv, const struct sockaddr *fr
 	return why;
 }
 
-/* px_server_tls - the current TLS contexts */
-struct px_tls *px_server_tls(struct px_server *srv)
+/* px_server_generation - what a session accepted on address starts with:
+ * the current generation (referenced), its TLS contexts and the listener,
+ * read together under one lock; NULL when that generation has no listener
+ * on address (the socket is being closed by a reload) */
+struct px_config *px_server_generation(struct px_server *srv, const char *address,
+				       struct px_tls **tls, const struct px_listener **listener)
 {
-	struct px_tls *t;
+	struct px_config *cfg = NULL;
+	const struct px_listener *l;
 
 	pthread_mutex_lock(&srv->lock);
-	t = srv->tls;
+	if ((l = px_config_listener(srv->cfg, address)) != NULL)
+		cfg = px_config_ref(srv->cfg);
 	pthread_mutex_unlock(&srv->lock);
-	return t;
+	*listener = l;
+	*tls = cfg != NULL ? px_config_attached(cfg) : NULL;
+	return cfg;
 }
 
 /* conn_uncount_locked - one connection fewer from sa; lock held */
@@ -239,8 +283,8 @@ struct px_workpool *px_server_pool(struct px_server *srv)
 	return srv->pool;
 }
 
-/* refuse_conn - tell an over-limit client why, and close */
-static void refuse_conn(struct px_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+/* refuse_conn - tell a client why it gets no session ("421 esc"), and close */
+static void refuse_conn(evutil_socket_t fd, const struct sockaddr *sa, const char *esc,
 			const char *why)
 {
 	char buf[512], addr[64];
@@ -248,26 +292,34 @@ static void refuse_conn(struct px_server *srv, evutil_socket_t fd, const struct 
 
 	px_sockaddr_ntop(sa, addr, sizeof(addr));
 	px_log(PX_LOG_WARN, NULL, "refuse client=%s reason=\"%s\"", addr, why);
-	n = snprintf(buf, sizeof(buf), "421 4.7.0 Error: %s; try again later\r\n", why);
+	n = snprintf(buf, sizeof(buf), "421 %s Error: %s; try again later\r\n", esc, why);
 	if (send(fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 		(void)0;   /* the client is going anyway */
 	evutil_closesocket(fd);
+}
+
+/* px_server_refuse - a counted connection gets no session: 421, close, uncount */
+void px_server_refuse(struct px_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+		      const char *why)
+{
+	refuse_conn(fd, sa, "4.3.2", why);
+	px_server_conn_closed(srv, sa);
 }
 
 /* accept_cb - a new client on this worker's base */
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
 		      void *arg)
 {
-	struct px_listen_arg *la = arg;
-	struct px_worker *w = la->w;
+	struct px_wlisten *wl = arg;
+	struct px_worker *w = wl->w;
 	const char *why;
 
 	if ((why = conn_open(w->srv, sa)) != NULL) {
-		refuse_conn(w->srv, fd, sa, why);
+		refuse_conn(fd, sa, "4.7.0", why);
 		return;
 	}
 	evutil_make_socket_nonblocking(fd);
-	px_session_start(w->srv, w->base, fd, sa, (socklen_t)salen, la->address);
+	px_session_start(w->srv, w->base, fd, sa, (socklen_t)salen, wl->sock->address);
 }
 
 /* now_ms - monotonic milliseconds */
@@ -294,11 +346,11 @@ static void listeners_enable(struct px_worker *w, int on)
 {
 	size_t i;
 
-	for (i = 0; i < w->srv->nfds; i++)
+	for (i = 0; i < w->nlisten; i++)
 		if (on)
-			evconnlistener_enable(w->listeners[i]);
+			evconnlistener_enable(w->listen[i]->l);
 		else
-			evconnlistener_disable(w->listeners[i]);
+			evconnlistener_disable(w->listen[i]->l);
 }
 
 /* accept_pause - accept() failed: stop this worker's listeners, retry later.
@@ -332,12 +384,13 @@ static void accept_pause(struct px_worker *w, int err)
 }
 
 /* fds_available - whether n more descriptors can be opened now (by trying) */
-static int fds_available(struct px_server *srv, int n)
+static int fds_available(int n)
 {
 	int fds[ACCEPT_PROBE_FDS], i, got;
 
 	for (got = 0; got < n && got < ACCEPT_PROBE_FDS; got++)
-		if ((fds[got] = fcntl(srv->fds[0], F_DUPFD_CLOEXEC, 0)) < 0)
+		if ((fds[got] = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0)) < 0 &&
+		    (fds[got] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
 			break;
 	for (i = 0; i < got; i++)
 		close(fds[i]);
@@ -352,7 +405,7 @@ static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 	struct px_server *srv = w->srv;
 	struct timeval settle = { ACCEPT_SETTLE_MS / 1000, (ACCEPT_SETTLE_MS % 1000) * 1000 };
 	struct timeval tv = { 0, ACCEPT_RETRY_MS * 1000 };
-	int ok = fds_available(srv, ACCEPT_PROBE_FDS);
+	int ok = fds_available(ACCEPT_PROBE_FDS);
 
 	pthread_mutex_lock(&srv->lock);
 	if (!w->paused) {               /* woken twice: already accepting */
@@ -420,9 +473,9 @@ static void accept_wake_one(struct px_server *srv)
  * (EMFILE, ENFILE, ENOBUFS, ENOMEM, ...): pause rather than spin */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
-	struct px_listen_arg *la = arg;
+	struct px_wlisten *wl = arg;
 
-	accept_pause(la->w, EVUTIL_SOCKET_ERROR());
+	accept_pause(wl->w, EVUTIL_SOCKET_ERROR());
 }
 
 /* fd_limit_check - RLIMIT_NOFILE against connections_max: raise the soft
@@ -463,12 +516,13 @@ static void fd_limit_check(const struct px_config *cfg)
 		       (unsigned long)((rl.rlim_cur - FDS_SPARE) / FDS_PER_SESSION) : 0UL);
 }
 
-/* listen_one - bind and listen on "ADDR:PORT" */
-static int listen_one(const char *text, char *err, size_t errlen)
+/* listen_one - bind and listen on "ADDR:PORT"; after start (reloading), a
+ * port that needs the privileges posternd gave up says so */
+static int listen_one(const char *text, int reloading, char *err, size_t errlen)
 {
 	char host[256], port[32];
 	struct evutil_addrinfo hints = { 0 }, *ai;
-	int fd, one = 1, rc;
+	int fd, one = 1, rc, e;
 
 	if (px_hostport_split(text, NULL, host, sizeof(host), port, sizeof(port), err, errlen) < 0)
 		return -1;
@@ -484,7 +538,10 @@ static int listen_one(const char *text, char *err, size_t errlen)
 	    (ai->ai_family == AF_INET6 &&
 	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
 	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 511) < 0) {
-		snprintf(err, errlen, "listen %s: %s", text, strerror(errno));
+		e = errno;
+		snprintf(err, errlen, "listen %s: %s%s", text, strerror(e),
+			 reloading && e == EACCES ? " (posternd gave up the privileges this "
+			 "port needs after it started: restart posternd to add this listener)" : "");
 		if (fd >= 0)
 			close(fd);
 		fd = -1;
@@ -493,44 +550,212 @@ static int listen_one(const char *text, char *err, size_t errlen)
 	return fd;
 }
 
+/* lsock_unref_locked - drop a reference; the last one closes the socket */
+static void lsock_unref_locked(struct px_lsock *k)
+{
+	if (--k->refs > 0)
+		return;
+	close(k->fd);
+	free(k->address);
+	free(k);
+}
+
+/* socks_release_locked - drop a table's references, and the table */
+static void socks_release_locked(struct px_lsock **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		lsock_unref_locked(v[i]);
+	free(v);
+}
+
+/* socks_find - the current table's socket on address, or NULL (main thread) */
+static struct px_lsock *socks_find(struct px_server *srv, const char *address)
+{
+	size_t i;
+
+	for (i = 0; i < srv->nsocks; i++)
+		if (strcmp(srv->socks[i]->address, address) == 0)
+			return srv->socks[i];
+	return NULL;
+}
+
+/* sock_for - a reference to the socket on address: the current one, or a
+ * new one bound now; NULL with err */
+static struct px_lsock *sock_for(struct px_server *srv, const char *address, char *err,
+				 size_t errlen)
+{
+	struct px_lsock *k = socks_find(srv, address);
+	int fd;
+
+	if (k != NULL) {
+		pthread_mutex_lock(&srv->lock);
+		k->refs++;
+		pthread_mutex_unlock(&srv->lock);
+		return k;
+	}
+	if ((fd = listen_one(address, srv->socks != NULL, err, errlen)) < 0)
+		return NULL;
+	if ((k = calloc(1, sizeof(*k))) == NULL || (k->address = strdup(address)) == NULL) {
+		snprintf(err, errlen, "listen %s: out of memory", address);
+		free(k);
+		close(fd);
+		return NULL;
+	}
+	k->refs = 1;
+	k->fd = fd;
+	return k;
+}
+
+/* socks_for - the table of sockets for cfg's listeners, in their order:
+ * kept ones referenced, added ones bound; -1 with err (nothing changed) */
+static int socks_for(struct px_server *srv, const struct px_config *cfg,
+		     struct px_lsock ***out, char *err, size_t errlen)
+{
+	const struct px_transport *t = &cfg->transport;
+	struct px_lsock **v = calloc(t->nlisteners + 1, sizeof(*v));
+	size_t i, j;
+
+	if (v == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (i = 0; i < t->nlisteners; i++) {
+		for (j = 0; j < i; j++)
+			if (strcmp(t->listeners[j].address, t->listeners[i].address) == 0)
+				break;
+		if (j < i) {
+			snprintf(err, errlen, "listen %s: given twice (listeners %s and %s)",
+				 t->listeners[i].address, t->listeners[j].name,
+				 t->listeners[i].name);
+			break;
+		}
+		if ((v[i] = sock_for(srv, t->listeners[i].address, err, errlen)) == NULL)
+			break;
+	}
+	if (i == t->nlisteners) {
+		*out = v;
+		return 0;
+	}
+	pthread_mutex_lock(&srv->lock);
+	socks_release_locked(v, i);
+	pthread_mutex_unlock(&srv->lock);
+	return -1;
+}
+
+/* listener_log - one "listen" line for a listener that starts accepting */
+static void listener_log(const struct px_listener *l)
+{
+	px_log(PX_LOG_INFO, NULL, "listen address=%s name=%s tls=%s require_tls=%s proxy=%s "
+	       "auth=%s", l->address, l->name,
+	       l->tls == PX_TLS_IMPLICIT ? "implicit" : l->tls == PX_TLS_STARTTLS ? "starttls"
+	       : "none", l->require_tls ? "yes" : "no", l->proxy == PX_PROXY_NONE ? "none" : "yes",
+	       l->auth ? "yes" : "no");
+}
+
+/* socks_changes - log what a reload to cfg (with table v) opens and closes;
+ * *opened, *closed: how many (main thread, before the swap) */
+static void socks_changes(struct px_server *srv, const struct px_config *cfg,
+			  struct px_lsock **v, unsigned *opened, unsigned *closed)
+{
+	const struct px_listener *l;
+	size_t i, j;
+
+	*opened = *closed = 0;
+	for (i = 0; i < cfg->transport.nlisteners; i++)
+		if (socks_find(srv, v[i]->address) == NULL) {
+			listener_log(&cfg->transport.listeners[i]);
+			++*opened;
+		}
+	for (i = 0; i < srv->nsocks; i++) {
+		for (j = 0; j < cfg->transport.nlisteners && v[j] != srv->socks[i]; j++)
+			;
+		if (j < cfg->transport.nlisteners)
+			continue;
+		l = px_config_listener(srv->cfg, srv->socks[i]->address);
+		px_log(PX_LOG_INFO, NULL, "listen address=%s name=%s closed=yes",
+		       srv->socks[i]->address, l != NULL ? l->name : srv->socks[i]->address);
+		++*closed;
+	}
+}
+
+/* gen_tls - build cfg's TLS contexts and attach them to it; -1 with err */
+static int gen_tls(struct px_config *cfg, char *err, size_t errlen)
+{
+	struct px_tls *tls = px_tls_new(cfg, err, errlen);
+
+	if (tls == NULL)
+		return -1;
+	if (px_config_attach(cfg, tls, px_tls_free_void) < 0) {
+		snprintf(err, errlen, "tls: the configuration has contexts already");
+		px_tls_free(tls);
+		return -1;
+	}
+	return 0;
+}
+
+/* reap_now - free every released generation (main thread) */
+static void reap_now(struct px_server *srv)
+{
+	struct px_config *cfg, *next;
+
+	pthread_mutex_lock(&srv->reap_lock);
+	cfg = srv->reap_list;
+	srv->reap_list = NULL;
+	pthread_mutex_unlock(&srv->reap_lock);
+	for (; cfg != NULL; cfg = next) {
+		next = cfg->release_next;
+		px_log(PX_LOG_DEBUG, NULL, "generation freed=%lu", cfg->generation);
+		px_config_free(cfg);
+	}
+}
+
+/* reap_cb - the main loop's turn to free released generations */
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	reap_now(arg);
+}
+
+/* gen_release - the last reference to a generation went (any thread, often
+ * an I/O thread ending a session): queue it for the main thread */
+static void gen_release(struct px_config *cfg, void *arg)
+{
+	struct px_server *srv = arg;
+
+	pthread_mutex_lock(&srv->reap_lock);
+	cfg->release_next = srv->reap_list;
+	srv->reap_list = cfg;
+	pthread_mutex_unlock(&srv->reap_lock);
+	event_active(srv->reap, EV_TIMEOUT, 1);
+}
+
 /* px_server_new - bind everything now, while we may (before any privilege drop) */
 struct px_server *px_server_new(struct px_config *cfg, const char *path,
 				const char *const *overrides, size_t noverrides,
 				char *err, size_t errlen)
 {
 	struct px_server *srv = calloc(1, sizeof(*srv));
-	const struct px_transport *t = &cfg->transport;
 	size_t i;
 
-	if (srv == NULL || (srv->fds = calloc(t->nlisteners, sizeof(int))) == NULL ||
-	    (srv->addresses = calloc(t->nlisteners + 1, sizeof(char *))) == NULL) {
+	if (srv == NULL) {
 		snprintf(err, errlen, "out of memory");
-		free(srv);
 		return NULL;
 	}
 	pthread_mutex_init(&srv->lock, NULL);
+	pthread_mutex_init(&srv->reap_lock, NULL);
 	srv->cfg = px_config_ref(cfg);
 	srv->path = path;
 	srv->overrides = overrides;
 	srv->noverrides = noverrides;
 	fd_limit_check(cfg);
-	if ((srv->tls = px_tls_new(cfg, err, errlen)) == NULL) {
+	if (gen_tls(cfg, err, errlen) < 0 || socks_for(srv, cfg, &srv->socks, err, errlen) < 0) {
 		px_server_free(srv);
 		return NULL;
 	}
-	for (i = 0; i < t->nlisteners; i++, srv->nfds++) {
-		if ((srv->fds[i] = listen_one(t->listeners[i].address, err, errlen)) < 0 ||
-		    (srv->addresses[i] = strdup(t->listeners[i].address)) == NULL) {
-			px_server_free(srv);
-			return NULL;
-		}
-		px_log(PX_LOG_INFO, NULL, "listen address=%s name=%s tls=%s proxy=%s auth=%s",
-		       t->listeners[i].address, t->listeners[i].name,
-		       t->listeners[i].tls == PX_TLS_IMPLICIT ? "implicit" :
-		       t->listeners[i].tls == PX_TLS_STARTTLS ? "starttls" : "none",
-		       t->listeners[i].proxy == PX_PROXY_NONE ? "none" : "yes",
-		       t->listeners[i].auth ? "yes" : "no");
-	}
+	srv->nsocks = cfg->transport.nlisteners;
+	for (i = 0; i < srv->nsocks; i++)
+		listener_log(&cfg->transport.listeners[i]);
 	return srv;
 }
 
@@ -543,53 +768,153 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* worker_start - a base, a listener per socket, a thread */
-static int worker_start(struct px_server *srv, struct px_worker *w)
+/* worker_has - w listens on k */
+static int worker_has(const struct px_worker *w, const struct px_lsock *k)
 {
 	size_t i;
 
+	for (i = 0; i < w->nlisten; i++)
+		if (w->listen[i]->sock == k)
+			return 1;
+	return 0;
+}
+
+/* socks_has - the current table holds k (srv->lock held) */
+static int socks_has(const struct px_server *srv, const struct px_lsock *k)
+{
+	size_t i;
+
+	for (i = 0; i < srv->nsocks; i++)
+		if (srv->socks[i] == k)
+			return 1;
+	return 0;
+}
+
+/* wlisten_free - stop one listener of a worker (srv->lock held) */
+static void wlisten_free(struct px_wlisten *wl)
+{
+	evconnlistener_free(wl->l);
+	lsock_unref_locked(wl->sock);
+	free(wl);
+}
+
+/* wlisten_new - listen on k in w's base; -1 on failure (srv->lock held) */
+static int wlisten_new(struct px_worker *w, struct px_lsock *k)
+{
+	struct px_wlisten *wl = calloc(1, sizeof(*wl));
+
+	if (wl == NULL)
+		return -1;
+	wl->w = w;
+	wl->sock = k;
+	if ((wl->l = evconnlistener_new(w->base, accept_cb, wl, 0, -1, k->fd)) == NULL) {
+		free(wl);
+		return -1;
+	}
+	evconnlistener_set_error_cb(wl->l, accept_error_cb);
+	if (w->paused)
+		evconnlistener_disable(wl->l);
+	k->refs++;
+	w->listen[w->nlisten++] = wl;
+	return 0;
+}
+
+/* worker_sync - make w's listeners those of the current table: on w's
+ * thread (or before it runs); -1 when a socket could not be listened on */
+static int worker_sync(struct px_worker *w)
+{
+	struct px_server *srv = w->srv;
+	struct px_wlisten **v;
+	size_t i, n, nsocks;
+	int rc = 0;
+
+	pthread_mutex_lock(&srv->lock);
+	nsocks = srv->nsocks;
+	for (i = n = 0; i < w->nlisten; i++)
+		if (socks_has(srv, w->listen[i]->sock))
+			w->listen[n++] = w->listen[i];
+		else
+			wlisten_free(w->listen[i]);
+	w->nlisten = n;
+	if ((v = realloc(w->listen, (nsocks + 1) * sizeof(*v))) == NULL)
+		rc = -1;
+	else
+		w->listen = v;
+	for (i = 0; rc == 0 && i < nsocks; i++)
+		if (!worker_has(w, srv->socks[i]) && wlisten_new(w, srv->socks[i]) < 0)
+			rc = -1;
+	pthread_mutex_unlock(&srv->lock);
+	if (rc < 0)
+		px_log(PX_LOG_ERR, NULL, "listen error=\"out of memory or descriptors\" "
+		       "listening=%zu sockets=%zu", w->nlisten, nsocks);
+	return rc;
+}
+
+/* worker_sync_cb - the main thread changed the table (reload) */
+static void worker_sync_cb(evutil_socket_t fd, short what, void *arg)
+{
+	worker_sync(arg);
+}
+
+/* worker_start - a base, a listener per socket, a thread */
+static int worker_start(struct px_server *srv, struct px_worker *w)
+{
 	w->srv = srv;
 	if ((w->base = event_base_new()) == NULL ||
 	    (w->retry = evtimer_new(w->base, accept_retry_cb, w)) == NULL ||
-	    (w->listeners = calloc(srv->nfds, sizeof(*w->listeners))) == NULL ||
-	    (w->args = calloc(srv->nfds, sizeof(*w->args))) == NULL)
+	    (w->sync = event_new(w->base, -1, 0, worker_sync_cb, w)) == NULL ||
+	    worker_sync(w) < 0)
 		return -1;
-	for (i = 0; i < srv->nfds; i++) {
-		w->args[i].w = w;
-		w->args[i].address = srv->addresses[i];
-		w->listeners[i] = evconnlistener_new(w->base, accept_cb, &w->args[i], 0, -1,
-						     srv->fds[i]);
-		if (w->listeners[i] == NULL)
-			return -1;
-		evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);
-	}
 	return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
+}
+
+/* reload_swap - make cfg with its socket table v current, and wake the
+ * workers to follow; the previous generation is returned (main thread) */
+static struct px_config *reload_swap(struct px_server *srv, struct px_config *cfg,
+				     struct px_lsock **v)
+{
+	struct px_config *old;
+	unsigned i;
+
+	pthread_mutex_lock(&srv->lock);
+	old = srv->cfg;
+	srv->cfg = cfg;
+	socks_release_locked(srv->socks, srv->nsocks);
+	srv->socks = v;
+	srv->nsocks = cfg->transport.nlisteners;
+	pthread_mutex_unlock(&srv->lock);
+	for (i = 0; i < srv->nworkers; i++)
+		event_active(srv->workers[i].sync, EV_TIMEOUT, 1);
+	return old;
 }
 
 /* server_reload - SIGHUP: a new generation, or keep the old one */
 static void server_reload(struct px_server *srv)
 {
 	struct px_config *cfg, *old;
-	struct px_tls *tls = NULL;
+	struct px_lsock **v;
+	unsigned long keeping = srv->cfg->generation;
+	unsigned opened, closed;
 	char err[8192];
 
-	if (px_config_load(srv->path, srv->overrides, srv->noverrides, &cfg, err, sizeof(err)) < 0 ||
-	    (tls = px_tls_new(cfg, err, sizeof(err))) == NULL) {
+	if (px_config_load(srv->path, srv->overrides, srv->noverrides, &cfg, err, sizeof(err)) < 0) {
 		px_log(PX_LOG_ERR, NULL, "reload status=failed keeping=%lu errors=\"%s\"",
-		       srv->cfg->generation, err);
-		if (tls == NULL && cfg != NULL)
-			px_config_unref(cfg);
+		       keeping, err);
+		return;
+	}
+	if (gen_tls(cfg, err, sizeof(err)) < 0 || socks_for(srv, cfg, &v, err, sizeof(err)) < 0) {
+		px_log(PX_LOG_ERR, NULL, "reload status=failed keeping=%lu refused=%lu "
+		       "errors=\"%s\"", keeping, cfg->generation, err);
+		px_config_unref(cfg);
 		return;
 	}
 	px_log_set_level((enum px_log_level)cfg->log_level);
 	fd_limit_check(cfg);
-	pthread_mutex_lock(&srv->lock);
-	old = srv->cfg;
-	srv->cfg = cfg;
-	srv->tls = tls;
-	pthread_mutex_unlock(&srv->lock);
-	px_log(PX_LOG_INFO, NULL, "reload status=ok generation=%lu previous=%lu", cfg->generation,
-	       old->generation);
+	socks_changes(srv, cfg, v, &opened, &closed);
+	old = reload_swap(srv, cfg, v);
+	px_log(PX_LOG_INFO, NULL, "reload status=ok generation=%lu previous=%lu listeners=%zu "
+	       "opened=%u closed=%u", cfg->generation, old->generation,
+	       cfg->transport.nlisteners, opened, closed);
 	px_config_unref(old);
 }
 
@@ -608,6 +933,28 @@ static void hup_cb(evutil_socket_t sig, short what, void *arg)
 	server_reload(arg);
 }
 
+/* workers_stop - end the loops, join the threads, drop the sessions left;
+ * then generations are freed on this thread again */
+static void workers_stop(struct px_server *srv)
+{
+	unsigned i;
+
+	for (i = 0; i < srv->nworkers; i++)
+		event_base_loopexit(srv->workers[i].base, NULL);
+	for (i = 0; i < srv->nworkers; i++)
+		pthread_join(srv->workers[i].thread, NULL);
+	/* the pool before the sessions: a job (a maildir write, a hook) may
+	 * still read a session's message */
+	if (px_workpool_stop(srv->pool) < 0) {
+		px_log(PX_LOG_WARN, NULL, "stop job-still-running=yes");
+		return;
+	}
+	px_session_free_all();          /* sessions in flight: SIGTERM ends them unanswered */
+	px_relay_smtp_free_all();
+	px_config_set_releaser(NULL, NULL);
+	reap_now(srv);
+}
+
 /* px_server_run - workers, then wait for signals on the main thread */
 int px_server_run(struct px_server *srv)
 {
@@ -621,7 +968,9 @@ int px_server_run(struct px_server *srv)
 		n = cores > 0 ? (unsigned)cores : 1;
 	if (main_base == NULL || (srv->pool = px_workpool_new(n < 4 ? 4 : n * 2, 4096, err,
 							   sizeof(err))) == NULL ||
-	    (srv->workers = calloc(n, sizeof(*srv->workers))) == NULL)
+	    (srv->workers = calloc(n, sizeof(*srv->workers))) == NULL ||
+	    (srv->settle = evtimer_new(main_base, accept_settle_cb, srv)) == NULL ||
+	    (srv->reap = event_new(main_base, -1, 0, reap_cb, srv)) == NULL)
 		return -1;
 	ev_term = evsignal_new(main_base, SIGTERM, signal_cb, main_base);
 	ev_int = evsignal_new(main_base, SIGINT, signal_cb, main_base);
@@ -629,8 +978,7 @@ int px_server_run(struct px_server *srv)
 	evsignal_add(ev_term, NULL);
 	evsignal_add(ev_int, NULL);
 	evsignal_add(ev_hup, NULL);
-	if ((srv->settle = evtimer_new(main_base, accept_settle_cb, srv)) == NULL)
-		return -1;
+	px_config_set_releaser(gen_release, srv);
 	px_backend_caps_probe(main_base, srv->cfg);
 	for (i = 0; i < n; i++) {
 		if (worker_start(srv, &srv->workers[i]) < 0)
@@ -642,26 +990,41 @@ int px_server_run(struct px_server *srv)
 	px_log(PX_LOG_INFO, NULL, "start workers=%u generation=%lu backend=%s", n,
 	       srv->cfg->generation, srv->cfg->backend.text);
 	event_base_dispatch(main_base);
-	for (i = 0; i < srv->nworkers; i++)
-		event_base_loopexit(srv->workers[i].base, NULL);
-	for (i = 0; i < srv->nworkers; i++)
-		pthread_join(srv->workers[i].thread, NULL);
-	px_session_free_all();          /* sessions in flight: SIGTERM ends them unanswered */
-	px_relay_smtp_free_all();
+	workers_stop(srv);
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);
 	event_free(srv->settle);
 	srv->settle = NULL;
+	event_free(srv->reap);
+	srv->reap = NULL;
 	event_base_free(main_base);
 	return 0;
+}
+
+/* worker_free - a stopped worker's listeners, events and base */
+static void worker_free(struct px_server *srv, struct px_worker *w)
+{
+	size_t i;
+
+	pthread_mutex_lock(&srv->lock);
+	for (i = 0; i < w->nlisten; i++)
+		wlisten_free(w->listen[i]);
+	pthread_mutex_unlock(&srv->lock);
+	free(w->listen);
+	if (w->sync)
+		event_free(w->sync);
+	if (w->retry)
+		event_free(w->retry);
+	if (w->base)
+		event_base_free(w->base);
 }
 
 /* px_server_free - after run returned; open sessions are dropped. -1 (and
  * nothing freed) when a plugin hook is still running after the pool's wait */
 int px_server_free(struct px_server *srv)
 {
-	size_t i, j;
+	size_t i;
 	/* the pool first: a hook that overran its budget may still be running,
 	 * and its completion is posted to a worker's event base */
 	int idle = px_workpool_free(srv->pool) == 0;
@@ -670,26 +1033,16 @@ int px_server_free(struct px_server *srv)
 		px_log(PX_LOG_WARN, NULL, "stop plugin-hook-still-running=yes");
 		return -1;
 	}
-	for (i = 0; i < srv->nworkers; i++) {
-		for (j = 0; j < srv->nfds; j++)
-			if (srv->workers[i].listeners[j])
-				evconnlistener_free(srv->workers[i].listeners[j]);
-		free(srv->workers[i].listeners);
-		free(srv->workers[i].args);
-		if (srv->workers[i].retry)
-			event_free(srv->workers[i].retry);
-		if (srv->workers[i].base)
-			event_base_free(srv->workers[i].base);
-	}
-	for (i = 0; i < srv->nfds; i++) {
-		close(srv->fds[i]);
-		free(srv->addresses[i]);
-	}
-	free(srv->addresses);
-	px_tls_free_all();
+	for (i = 0; i < srv->nworkers; i++)
+		worker_free(srv, &srv->workers[i]);
+	pthread_mutex_lock(&srv->lock);
+	if (srv->socks != NULL)
+		socks_release_locked(srv->socks, srv->nsocks);
+	pthread_mutex_unlock(&srv->lock);
 	free(srv->workers);
-	free(srv->fds);
-	px_config_unref(srv->cfg);
+	px_config_unref(srv->cfg);      /* its TLS contexts go with it */
+	pthread_mutex_destroy(&srv->reap_lock);
+	pthread_mutex_destroy(&srv->lock);
 	free(srv);
 	return 0;
 }

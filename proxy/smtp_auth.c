@@ -10,13 +10,18 @@
  *	backend in XCLIENT LOGIN=. 535 5.7.8 on bad credentials, counted per
  *	client address: after auth.failures_max failures within
  *	auth.failure_window every AUTH from that address gets 454 4.7.0
- *	until the window has passed. Passwords are never logged; the AUTH
- *	command line is handled here so that not even the debug log of the
- *	command table sees it.
+ *	until the window has passed. AUTH is a row of the command table
+ *	(smtp_commands.c): px_session_auth_check is its check, and the table's
+ *	debug log shows the mechanism only, never an initial response.
+ *	Continuation lines come here directly and are never logged. Passwords
+ *	are never logged; the user name is logged quoted (px_log_quote), so a
+ *	CR or LF decoded from base64 cannot start a forged log line.
  * STANDARDS
  *	RFC 4954 (SMTP AUTH), RFC 4616 (PLAIN), RFC 3848 (ESMTPSA).
  * DIAGNOSTICS
- *	"SID auth mechanism=PLAIN user=NAME result=ok|bad|temp|throttled".
+ *	"SID auth mechanism=PLAIN user=NAME result=ok|bad|temp client=ADDR"
+ *	(NAME quoted when it holds a space, quote, '=' or a control byte),
+ *	"SID auth result=throttled client=ADDR".
  */
 #include "autoconfig.h"
 
@@ -69,9 +74,11 @@ static void auth_done(void *arg, int result)
 {
 	struct px_session *s = arg;
 	const struct px_transport *t = &s->cfg->transport;
+	char user[4 * AUTH_FIELD_MAX + 3];
 
-	px_log(PX_LOG_INFO, s->sid, "auth mechanism=PLAIN user=%s result=%s client=%s",
-	       s->auth_user, result == PX_AUTH_OK ? "ok" : result == PX_AUTH_BAD ? "bad" : "temp",
+	px_log_quote(user, sizeof(user), s->auth_user, strlen(s->auth_user));
+	px_log(PX_LOG_INFO, s->sid, "auth mechanism=PLAIN user=%s result=%s client=%s", user,
+	       result == PX_AUTH_OK ? "ok" : result == PX_AUTH_BAD ? "bad" : "temp",
 	       s->client_addr);
 	if (!s->closing && result == PX_AUTH_OK) {
 		px_auth_succeeded((struct sockaddr *)&s->client_sa);
@@ -137,8 +144,9 @@ static void auth_plain(struct px_session *s, const char *b64)
 	OPENSSL_cleanse(buf, sizeof(buf));
 }
 
-/* auth_refusal - why AUTH cannot start now; 0 if it can */
-static int auth_refusal(struct px_session *s)
+/* px_session_auth_check - the AUTH row's check: why AUTH cannot start
+ * now (replied), -1; or 0 */
+int px_session_auth_check(struct px_session *s, char *args)
 {
 	const struct px_transport *t = &s->cfg->transport;
 
@@ -157,18 +165,18 @@ static int auth_refusal(struct px_session *s)
 		px_log(PX_LOG_INFO, s->sid, "auth result=throttled client=%s", s->client_addr);
 		px_session_reply(s, 454, "4.7.0", "Error: too many failed authentication attempts; "
 				 "try again later");
-	} else
+	} else if (*args == 0)
+		px_session_error(s, 501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+	else
 		return 0;
 	return -1;
 }
 
-/* px_session_auth - "AUTH mechanism [initial-response]" */
+/* px_session_auth - "AUTH mechanism [initial-response]", past its check */
 void px_session_auth(struct px_session *s, char *args)
 {
 	char *mech = args, *initial = strchr(args, ' ');
 
-	if (auth_refusal(s) < 0)
-		return;
 	if (initial != NULL)
 		*initial++ = 0;
 	if (strcasecmp(mech, "PLAIN") == 0 && initial != NULL) {

@@ -4,7 +4,10 @@
  * DESCRIPTION
  *	One table row per verb: the states it is allowed in, a check (syntax;
  *	replies and returns -1 on error) and a proceed (the work). A verb that
- *	fails its check never reaches the relay (or, later, a plugin).
+ *	fails its check never reaches the relay (or, later, a plugin). Every
+ *	command line comes through here, AUTH included; a row with mask_args
+ *	(AUTH) shows only its first argument in the debug log (the mechanism,
+ *	never an initial response that holds a password).
  *
  *	Recipients: a recipient passes the local checks (syntax, parameters,
  *	count, relay permission) and is then relayed live: the first one opens
@@ -37,6 +40,7 @@ struct px_command {
 	int (*check)(struct px_session *s, char *args);
 	void (*proceed)(struct px_session *s, char *args);
 	enum px_stage stage;            /* the chain stage between check and proceed */
+	int mask_args;                  /* debug log: first argument word only */
 };
 
 #define NO_STAGE PX_STAGE_COUNT
@@ -435,29 +439,29 @@ static void do_forbidden(struct px_session *s, char *args)
 }
 
 static const struct px_command commands[] = {
-	{ "HELO", ANY, NULL, check_helo, do_helo, PX_STAGE_HELO },
-	{ "EHLO", ANY, NULL, check_helo, do_ehlo, PX_STAGE_HELO },
-	{ "MAIL", B(PX_S_READY), NULL, check_mail, do_mail, PX_STAGE_MAIL },
-	{ "RCPT", IN_TXN, "Error: need MAIL command", check_rcpt, do_rcpt, PX_STAGE_RCPT },
-	{ "DATA", IN_TXN, "Error: need RCPT command", no_args, do_data, NO_STAGE },
-	{ "RSET", ANY, NULL, no_args, do_rset, NO_STAGE },
-	{ "NOOP", ANY, NULL, any_args, do_noop, NO_STAGE },
-	{ "QUIT", ANY, NULL, any_args, do_quit, NO_STAGE },
-	{ "VRFY", ANY, NULL, any_args, do_vrfy, NO_STAGE },
-	{ "HELP", ANY, NULL, any_args, do_help, NO_STAGE },
-	{ "EXPN", ANY, NULL, any_args, do_not_implemented, NO_STAGE },
-	{ "STARTTLS", OUTSIDE_TXN, NULL, any_args, px_session_starttls, NO_STAGE },
-	{ "AUTH", B(PX_S_READY), "Error: send EHLO first", any_args, px_session_auth, NO_STAGE },
-	{ "BDAT", ANY, NULL, any_args, px_session_bdat, NO_STAGE },
-	{ "ETRN", ANY, NULL, any_args, do_not_implemented, NO_STAGE },
-	{ "TURN", ANY, NULL, any_args, do_not_implemented, NO_STAGE },
-	{ "XCLIENT", OUTSIDE_TXN, NULL, any_args, px_session_xclient, NO_STAGE },
-	{ "XFORWARD", ANY, NULL, any_args, do_not_implemented, NO_STAGE },
-	{ "GET", ANY, NULL, any_args, do_forbidden, NO_STAGE },
-	{ "POST", ANY, NULL, any_args, do_forbidden, NO_STAGE },
-	{ "HEAD", ANY, NULL, any_args, do_forbidden, NO_STAGE },
-	{ "PUT", ANY, NULL, any_args, do_forbidden, NO_STAGE },
-	{ "CONNECT", ANY, NULL, any_args, do_forbidden, NO_STAGE },
+	{ "HELO", ANY, NULL, check_helo, do_helo, PX_STAGE_HELO, 0 },
+	{ "EHLO", ANY, NULL, check_helo, do_ehlo, PX_STAGE_HELO, 0 },
+	{ "MAIL", B(PX_S_READY), NULL, check_mail, do_mail, PX_STAGE_MAIL, 0 },
+	{ "RCPT", IN_TXN, "Error: need MAIL command", check_rcpt, do_rcpt, PX_STAGE_RCPT, 0 },
+	{ "DATA", IN_TXN, "Error: need RCPT command", no_args, do_data, NO_STAGE, 0 },
+	{ "RSET", ANY, NULL, no_args, do_rset, NO_STAGE, 0 },
+	{ "NOOP", ANY, NULL, any_args, do_noop, NO_STAGE, 0 },
+	{ "QUIT", ANY, NULL, any_args, do_quit, NO_STAGE, 0 },
+	{ "VRFY", ANY, NULL, any_args, do_vrfy, NO_STAGE, 0 },
+	{ "HELP", ANY, NULL, any_args, do_help, NO_STAGE, 0 },
+	{ "EXPN", ANY, NULL, any_args, do_not_implemented, NO_STAGE, 0 },
+	{ "STARTTLS", OUTSIDE_TXN, NULL, any_args, px_session_starttls, NO_STAGE, 0 },
+	{ "AUTH", OUTSIDE_TXN | IN_TXN, NULL, px_session_auth_check, px_session_auth, NO_STAGE, 1 },
+	{ "BDAT", ANY, NULL, any_args, px_session_bdat, NO_STAGE, 0 },
+	{ "ETRN", ANY, NULL, any_args, do_not_implemented, NO_STAGE, 0 },
+	{ "TURN", ANY, NULL, any_args, do_not_implemented, NO_STAGE, 0 },
+	{ "XCLIENT", OUTSIDE_TXN, NULL, any_args, px_session_xclient, NO_STAGE, 0 },
+	{ "XFORWARD", ANY, NULL, any_args, do_not_implemented, NO_STAGE, 0 },
+	{ "GET", ANY, NULL, any_args, do_forbidden, NO_STAGE, 0 },
+	{ "POST", ANY, NULL, any_args, do_forbidden, NO_STAGE, 0 },
+	{ "HEAD", ANY, NULL, any_args, do_forbidden, NO_STAGE, 0 },
+	{ "PUT", ANY, NULL, any_args, do_forbidden, NO_STAGE, 0 },
+	{ "CONNECT", ANY, NULL, any_args, do_forbidden, NO_STAGE, 0 },
 };
 
 /* command_find - the table row for a verb */
@@ -500,6 +504,30 @@ static void staged_cont(struct px_session *s, const struct px_stage_outcome *o)
 	proceed(s, NULL);
 }
 
+/* command_log - the debug line of a command, before any parsing; a row
+ * with mask_args shows its first argument word, then "***" for the rest */
+static void command_log(struct px_session *s, const char *line)
+{
+	const struct px_command *c;
+	char verb[16], shown[600], q[600];
+	size_t vlen = strcspn(line, " "), n = strlen(line);
+	const char *a, *rest = "";
+
+	if (!px_log_enabled(PX_LOG_DEBUG))
+		return;
+	snprintf(verb, sizeof(verb), "%.*s", vlen < sizeof(verb) ? (int)vlen : 0, line);
+	if ((c = command_find(verb)) != NULL && c->mask_args) {
+		a = line + vlen + strspn(line + vlen, " ");
+		n = (size_t)(a + strcspn(a, " ") - line);
+		if (line[n + strspn(line + n, " ")] != 0)
+			rest = " ***";
+	}
+	snprintf(shown, sizeof(shown), "%.*s%s", (int)(n < sizeof(shown) ? n : sizeof(shown)),
+		 line, rest);
+	px_log(PX_LOG_DEBUG, s->sid, "command=%s", px_log_quote(q, sizeof(q), shown,
+								 strlen(shown)));
+}
+
 /* px_session_command - one command line, dispatched through the table */
 void px_session_command(struct px_session *s, char *line)
 {
@@ -507,11 +535,7 @@ void px_session_command(struct px_session *s, char *line)
 	const char *why;
 	char *verb, *args;
 
-	if (px_log_enabled(PX_LOG_DEBUG)) {
-		char q[600];
-		px_log(PX_LOG_DEBUG, s->sid, "command=%s",
-		       px_log_quote(q, sizeof(q), line, strlen(line)));
-	}
+	command_log(s, line);
 	if (px_smtp_split_command(line, &verb, &args, &why) != PX_PARSE_OK) {
 		px_session_error(s, 500, "5.5.2", "Error: bad syntax");
 		return;

@@ -252,6 +252,10 @@ void px_session_txn_reset(struct px_session *s)
 	struct px_smtp_txn *t = &s->txn;
 	size_t i;
 
+	/* the plugins' view first (their on_reset, and the txn lets go of the
+	 * spool), then what the session owns */
+	if (s->ptx != NULL)
+		px_txn_reset(s->ptx);
 	for (i = 0; i < t->nrcpts; i++)
 		free(t->rcpts[i]);
 	free(t->rcpts);
@@ -260,8 +264,6 @@ void px_session_txn_reset(struct px_session *s)
 	memset(t, 0, sizeof(*t));
 	s->relay_lost = 0;
 	px_outgoing_free(&s->outgoing);
-	if (s->ptx != NULL)
-		px_txn_reset(s->ptx);      /* plugins' on_reset, then their view of it */
 }
 
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -521,15 +523,14 @@ static int session_line(struct px_session *s, struct evbuffer *in, char *buf, si
 	return 1;
 }
 
-/* session_dispatch - a command line, an AUTH continuation, or a protocol violation */
+/* session_dispatch - a command line (AUTH too: the table masks its
+ * arguments in the debug log), an AUTH continuation, or a protocol violation */
 static void session_dispatch(struct px_session *s, char *line)
 {
 	if (px_guard_pipelining(s, line) < 0)
 		return;
 	if (s->auth_step)
-		px_session_auth_line(s, line);
-	else if (strncasecmp(line, "AUTH ", 5) == 0)
-		px_session_auth(s, line + 5);       /* credentials: not via the debug log */
+		px_session_auth_line(s, line);       /* credentials: never logged */
 	else
 		px_session_command(s, line);
 }
@@ -755,12 +756,22 @@ static void session_timers(struct px_session *s)
 void px_session_start(struct px_server *srv, struct event_base *base, evutil_socket_t fd,
 		      const struct sockaddr *sa, socklen_t salen, const char *listen_addr)
 {
-	struct px_session *s = calloc(1, sizeof(*s));
+	struct px_session *s;
+	struct px_config *cfg;
+	struct px_tls *tls;
+	const struct px_listener *l;
 	int one = 1;
 
-	if (s == NULL || (s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+	/* one reference: the generation with its TLS contexts and this listener */
+	if ((cfg = px_server_generation(srv, listen_addr, &tls, &l)) == NULL) {
+		px_server_refuse(srv, fd, sa, "this listener is closed");
+		return;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
 		free(s);
 		evutil_closesocket(fd);
+		px_config_unref(cfg);
 		px_server_conn_closed(srv, sa);
 		return;
 	}
@@ -769,9 +780,9 @@ void px_session_start(struct px_server *srv, struct event_base *base, evutil_soc
 	live_add(s);
 	s->srv = srv;
 	s->base = base;
-	s->cfg = px_server_config(srv);
-	s->tls_ctx = px_server_tls(srv);
-	s->listener = px_config_listener(s->cfg, listen_addr);
+	s->cfg = cfg;
+	s->tls_ctx = tls;
+	s->listener = l;
 	memcpy(&s->count_sa, sa, salen < sizeof(s->count_sa) ? salen : sizeof(s->count_sa));
 	px_session_set_client(s, sa);
 	px_session_set_server(s, fd);

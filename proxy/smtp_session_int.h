@@ -97,8 +97,8 @@ struct px_session {
 	struct px_smtp_txn txn;
 
 	/* transport (issue 3) */
-	const struct px_listener *listener;    /* in cfg; NULL: plain defaults */
-	struct px_tls *tls_ctx;                /* this generation's contexts, or NULL */
+	const struct px_listener *listener;    /* in cfg: its generation's settings */
+	struct px_tls *tls_ctx;                /* cfg's contexts (attached to it), or NULL */
 	struct sockaddr_storage count_sa;      /* the address counted by the server */
 	char server_addr[64];                  /* where the client connected (DESTADDR) */
 	unsigned server_port;
@@ -185,6 +185,7 @@ void px_session_bdat(struct px_session *s, char *args);
 int px_bdat_input(struct px_session *s);
 
 /* smtp_auth.c */
+int px_session_auth_check(struct px_session *s, char *args);
 void px_session_auth(struct px_session *s, char *args);
 void px_session_auth_line(struct px_session *s, char *line);
 

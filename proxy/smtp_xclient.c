@@ -8,13 +8,18 @@
  *	and "[TEMPUNAVAIL]" mean unknown). The new client address then drives
  *	everything, as a PROXY header does (trusted_networks, relay, logs,
  *	Received, the backend's XCLIENT); a LOGIN counts as authenticated.
- *	Every attribute is validated before any is applied. The reply is a
- *	new 220 greeting and the session starts over (EHLO again), as in
- *	Postfix. Anyone else gets 550 5.7.0.
+ *	Every attribute is validated before any is applied. As after a PROXY
+ *	header, the per-client connection count moves to the new address
+ *	(over limits.connections_per_client_max: 421 4.7.0 and close), and the
+ *	connect stage of the plugin chain runs for the new identity; its
+ *	answer is the reply: a new 220 greeting, after which the session
+ *	starts over (EHLO again) as in Postfix, or the connect stage's
+ *	refusal, which ends the session. Anyone else gets 550 5.7.0.
  * STANDARDS
  *	Postfix XCLIENT_README.
  * DIAGNOSTICS
- *	"SID xclient client=ADDR port=N name=NAME helo=HELO login=LOGIN".
+ *	"SID xclient client=ADDR port=N name=NAME helo=HELO login=LOGIN",
+ *	"SID reject reason=xclient client=ADDR error=...".
  */
 #include "autoconfig.h"
 
@@ -29,6 +34,8 @@
 #include "common/log.h"
 #include "common/netaddr.h"
 #include "policy/config.h"
+#include "server.h"
+#include "smtp_chain.h"
 #include "smtp_session_int.h"
 
 #define XC_VALUE_MAX 255
@@ -163,6 +170,29 @@ static void xc_apply(struct px_session *s, struct xclient *x)
 		s->server_port = (unsigned)x->destport;
 }
 
+/* xc_count - the per-client count follows the new address; 0, or -1
+ * after refusing (the limit is the new client's) */
+static int xc_count(struct px_session *s)
+{
+	unsigned char was[16], now[16];
+	const char *why;
+
+	px_sockaddr_key((struct sockaddr *)&s->count_sa, was);
+	px_sockaddr_key((struct sockaddr *)&s->client_sa, now);
+	if (memcmp(was, now, sizeof(was)) == 0)
+		return 0;
+	if ((why = px_server_conn_move(s->srv, (struct sockaddr *)&s->count_sa,
+				       (struct sockaddr *)&s->client_sa)) != NULL) {
+		px_log(PX_LOG_WARN, s->sid, "reject reason=xclient client=%s error=\"%s\"",
+		       s->client_addr, why);
+		px_session_reply(s, 421, "4.7.0", "Error: %s", why);
+		px_session_close(s, "xclient-limit");
+		return -1;
+	}
+	memcpy(&s->count_sa, &s->client_sa, sizeof(s->count_sa));
+	return 0;
+}
+
 /* px_session_xclient - the XCLIENT command */
 void px_session_xclient(struct px_session *s, char *args)
 {
@@ -182,5 +212,6 @@ void px_session_xclient(struct px_session *s, char *args)
 	px_log(PX_LOG_INFO, s->sid, "xclient client=%s port=%u name=%s helo=%s login=%s trusted=%s",
 	       s->client_addr, s->client_port, s->client_name, s->xclient_helo[0] ?
 	       s->xclient_helo : "-", s->login[0] ? s->login : "-", s->trusted ? "yes" : "no");
-	px_session_reply(s, 220, "", "%s %s", s->cfg->hostname, s->cfg->greeting);
+	if (xc_count(s) == 0)
+		px_session_greet(s);    /* the connect stage for the new client, then 220 */
 }

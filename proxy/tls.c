@@ -25,7 +25,7 @@
 #include "tls.h"
 
 struct px_tls {
-	struct px_tls *next;           /* every one ever built, freed at exit */
+	struct px_tls *next, *prev;    /* every one not yet freed (px_tls_free_all) */
 	SSL_CTX **server;              /* one per certificate */
 	X509 **certs;                  /* the leaf of each, for SNI matching */
 	size_t nserver;
@@ -170,19 +170,49 @@ struct px_tls *px_tls_new(const struct px_config *cfg, char *err, size_t errlen)
 	}
 	pthread_mutex_lock(&tls_lock);
 	t->next = tls_all;
+	if (tls_all != NULL)
+		tls_all->prev = t;
 	tls_all = t;
 	pthread_mutex_unlock(&tls_lock);
 	return t;
 }
 
-/* px_tls_free_all - at exit */
+/* tls_unlink - take t off the list of live contexts; tls_lock held */
+static void tls_unlink(struct px_tls *t)
+{
+	if (t->prev != NULL)
+		t->prev->next = t->next;
+	else
+		tls_all = t->next;
+	if (t->next != NULL)
+		t->next->prev = t->prev;
+}
+
+/* px_tls_free - one generation's contexts (NULL is fine) */
+void px_tls_free(struct px_tls *t)
+{
+	if (t == NULL)
+		return;
+	pthread_mutex_lock(&tls_lock);
+	tls_unlink(t);
+	pthread_mutex_unlock(&tls_lock);
+	tls_free(t);
+}
+
+/* px_tls_free_void - px_tls_free for px_config_attach */
+void px_tls_free_void(void *t)
+{
+	px_tls_free(t);
+}
+
+/* px_tls_free_all - every set not freed yet (posternd -t; at exit) */
 void px_tls_free_all(void)
 {
 	struct px_tls *t;
 
 	pthread_mutex_lock(&tls_lock);
 	while ((t = tls_all) != NULL) {
-		tls_all = t->next;
+		tls_unlink(t);
 		tls_free(t);
 	}
 	pthread_mutex_unlock(&tls_lock);

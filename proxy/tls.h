@@ -8,8 +8,12 @@
  *	it, a client context for STARTTLS to the backend. TLS 1.2 is the
  *	oldest version allowed; the cipher lists come from the configuration.
  *
- *	Contexts are kept until px_tls_free_all() at exit (a reload builds new
- *	ones; sessions and relays that still use old ones keep them valid).
+ *	A set of contexts belongs to one configuration generation: posternd
+ *	attaches it to the generation (px_config_attach) and it is freed with
+ *	it, once the last session of that generation has ended, so a session
+ *	and its relay always use the contexts of the generation they hold.
+ *	An SSL keeps its own reference to its SSL_CTX; the servername callback
+ *	reads the set, which the session's generation keeps alive.
  */
 #ifndef PX_PROXY_TLS_H
 #define PX_PROXY_TLS_H
@@ -22,7 +26,11 @@ struct px_tls;
 
 /* px_tls_new - NULL with err when a file cannot be loaded */
 struct px_tls *px_tls_new(const struct px_config *cfg, char *err, size_t errlen);
-/* px_tls_free_all - at exit */
+/* px_tls_free - free one set (NULL is fine); px_tls_free_void - the same
+ * for px_config_attach */
+void px_tls_free(struct px_tls *t);
+void px_tls_free_void(void *t);
+/* px_tls_free_all - every set not freed yet (posternd -t; at exit) */
 void px_tls_free_all(void);
 
 /* px_tls_server_ssl - a new SSL to accept with, or NULL (no certificate) */

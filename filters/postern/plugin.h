@@ -15,9 +15,33 @@
  * on an I/O thread, so it MAY block (a synchronous DNS or antivirus call);
  * each plugin has a time budget (`timeout`, default 10s). A hook that is too
  * slow, returns a value that is not a px_verdict, or fails, gets the
- * plugin's `on_error` action (tempfail by default, or accept). Hooks of one
- * session never run at the same time, but hooks of different sessions do:
- * keep per-session state in host->slot(), never in globals.
+ * plugin's `on_error` action (tempfail by default, or accept). Hooks of
+ * different sessions run at the same time: keep per-session state in
+ * host->slot(), never in globals.
+ *
+ * Calls. A "call" is one hook invocation, from the moment it starts until it
+ * returns, or, when it returns PX_PENDING, until resume() ends it. For one
+ * session, one plugin's calls, on_reset and on_close never overlap: they run
+ * one after another. After a call has overrun its budget ("late": the
+ * session has gone on with on_error), that stays true:
+ *   - the plugin's next hooks for that session are not called while the
+ *     late call runs: they get on_error at once (log: error=busy);
+ *   - an on_reset due meanwhile waits, and runs once after the late call
+ *     ended; on_close runs after every call of the session has ended;
+ *   - what the late call was given stays valid until it ends: the txn, its
+ *     slot(), the strings from get(), the memory from alloc();
+ *   - what it does is dropped, and logged "plugin=NAME late=yes": its
+ *     verdict or resume(), record(), set_reply(), add_header(),
+ *     remove_header(); get() answers NULL and the message services fail.
+ * Hooks of different plugins of one session may run at the same time after
+ * such an overrun (plugin A late, plugin B's next hook); they share nothing
+ * but the host, which locks.
+ * A plugin section with too many late calls still running (a fixed share of
+ * the worker pool's bound) gets on_error at once, for every session, until
+ * they end (log: error=overloaded), so that one hung library costs its own
+ * plugin, never the service.
+ * on_reset and on_close run on the session's event-loop thread: they must
+ * not block (free memory, no I/O).
  *
  * What a hook returns decides the stage, unless the policy maps the results
  * the plugin recorded to another action (policy { actions = ... }):
@@ -29,10 +53,19 @@
  *     PX_DISCARD     accept the message, then drop it (data-end; elsewhere = reject)
  *     PX_QUARANTINE  deliver with "X-Postern-Quarantine: yes" so the backend can file it
  *     PX_DISCONNECT  421 4.7.0 and close the session
- *     PX_PENDING     the plugin started work of its own and will call
- *                    host->resume(txn, verdict) later, from any thread
+ *     PX_PENDING     the plugin started work of its own and will end the
+ *                    call later, from any thread: 1.1, with
+ *                    host->resume_call(txn, host->pending(txn), verdict);
+ *                    1.0, with host->resume(txn, verdict)
  *
  * ABI history (newest first; keep this list, as Varnish's vrt.h does):
+ *   1.1  call lifetimes: host services pending() (the id of the call in
+ *        flight, for an answer PX_PENDING) and resume_call() (ends the call
+ *        it names; a late or unknown id is dropped and logged). The txn a
+ *        plugin is handed is its own for the session (one pointer per
+ *        plugin per session), so 1.0's resume(txn) ends exactly that
+ *        plugin's call; the rules of "Calls" above. 1.0 plugins load and
+ *        run unchanged.
  *   1.0  initial: stages connect/helo/mail/rcpt/data_end, reset, close;
  *        host services log, get, set_reply, record, add_header,
  *        remove_header, header_count, header_at, message_read,
@@ -53,7 +86,7 @@ extern "C" {
 #endif
 
 #define PX_ABI_MAJOR 1
-#define PX_ABI_MINOR 0
+#define PX_ABI_MINOR 1
 
 enum px_verdict {
 	PX_NEXT = 0,
@@ -69,8 +102,14 @@ enum px_verdict {
 
 enum px_log_prio { PX_PRIO_ERR = 0, PX_PRIO_WARN, PX_PRIO_INFO, PX_PRIO_DEBUG };
 
-/* The session and its current transaction, as a plugin sees it. Opaque. */
+/* The session and its current transaction, as a plugin sees it. Opaque.
+ * Each plugin gets its own pointer for a session: the same one in every
+ * hook, on_reset and on_close of that session, valid until on_close returns
+ * (or, for a call still PENDING, until resume ends it). */
 struct px_txn;
+
+/* px_call_id - names one hook call of one session (ABI 1.1); never 0 */
+typedef unsigned long long px_call_id;
 
 /*
  * Options. A plugin lists its options in a table ended by {0}; the host
@@ -121,7 +160,9 @@ struct px_host {
 	 *   rcpt (the recipient being checked, at rcpt)  rcpt.count
 	 *   rcpt.N (N = 0 .. rcpt.count-1, accepted so far)  message.size
 	 *   hostname (ours)
-	 * The string stays valid until the hook returns.
+	 * The string is a copy that stays valid until the call ends (the hook
+	 * returns, or resume ends its PX_PENDING) or on_reset/on_close returns.
+	 * A late call gets NULL.
 	 */
 	const char *(*get)(struct px_txn *txn, const char *key);
 
@@ -153,13 +194,33 @@ struct px_host {
 	ssize_t (*message_read)(struct px_txn *txn, size_t offset, void *buf, size_t len);
 	size_t (*message_size)(struct px_txn *txn);
 
-	/* alloc - zeroed memory freed when the transaction ends */
+	/* alloc - zeroed memory, freed when the transaction ends (after
+	 * on_reset) and no call of the session is still running; NULL when
+	 * out of memory or outside a call */
 	void *(*alloc)(struct px_txn *txn, size_t size);
 	/* slot - this plugin's own pointer for this session (NULL at first);
-	 * free what you keep there in on_close */
+	 * the same in every call of the session, late ones included (they
+	 * never overlap); free what you keep there in on_close */
 	void **(*slot)(struct px_txn *txn);
-	/* resume - finish a hook that returned PX_PENDING (any thread, once) */
+	/* resume - end this plugin's PX_PENDING call on txn (any thread, once;
+	 * may come before the hook has returned). 1.0 plugins; 1.1 plugins
+	 * should prefer resume_call. When the call is late, or there is none,
+	 * the verdict is dropped and logged (late=yes). */
 	void (*resume)(struct px_txn *txn, enum px_verdict verdict);
+
+	/* ---- ABI 1.1 ---- */
+
+	/* pending - in a hook that is about to answer PX_PENDING: the id of
+	 * this call, for resume_call(); 0 when the plugin has no call in
+	 * flight on txn */
+	px_call_id (*pending)(struct px_txn *txn);
+	/* resume_call - end the PX_PENDING call `call` (from pending()) with
+	 * verdict; any thread, once. An id that is not the plugin's call in
+	 * flight (already ended, resumed twice) is dropped and logged; a late
+	 * call ends here too, its verdict dropped (late=yes). Until this
+	 * returns, your thread may use the services on txn; after it, neither
+	 * txn nor the id is yours. */
+	void (*resume_call)(struct px_txn *txn, px_call_id call, enum px_verdict verdict);
 };
 
 typedef enum px_verdict (*px_hook_fn)(const void *conf, struct px_txn *txn);
@@ -188,9 +249,14 @@ struct px_plugin {
 	px_hook_fn on_mail;
 	px_hook_fn on_rcpt;
 	px_hook_fn on_data_end;     /* the message is readable */
-	/* on_reset - the transaction ended (after data-end, RSET, a new MAIL) */
+	/* on_reset - the transaction ended (after data-end, RSET, a new MAIL).
+	 * On the session's event-loop thread; never while a call of this
+	 * plugin runs on the session: behind a late call it is deferred until
+	 * that call ends, runs once for the resets in between, and get()
+	 * there answers NULL (the session may be in a later transaction). */
 	void (*on_reset)(const void *conf, struct px_txn *txn);
-	/* on_close - the session ended: free what slot() holds */
+	/* on_close - the session ended and every call on it has ended: free
+	 * what slot() holds. On an event-loop thread. */
 	void (*on_close)(const void *conf, struct px_txn *txn);
 	/* ABI 1.1+ hooks are appended here. */
 };

@@ -105,9 +105,12 @@ static const struct px_option example_options[] = {
 };
 
 /*
- * Per-session state, kept behind host->slot(). Hooks of one session never
- * run at the same time, so it needs no lock; hooks of different sessions
- * do, which is why this is not a global.
+ * Per-session state, kept behind host->slot(). For one session, this
+ * plugin's calls, on_reset and on_close never overlap, not even after a
+ * hook overran its budget (the host then holds our next hooks of that
+ * session back until the late one returns), so it needs no lock. Hooks of
+ * different sessions do run at the same time, which is why this is not a
+ * global.
  */
 struct example_session {
 	unsigned messages;          /* messages checked at data-end */

@@ -8,9 +8,13 @@ import pxtest as px
 
 
 def maildir(workdir, name="Maildir"):
+    """A maildir posternd can write: started as root it serves as an
+    unprivileged user (issue 8)."""
     d = os.path.join(str(workdir), name)
     for sub in ("tmp", "new", "cur"):
         os.makedirs(os.path.join(d, sub), exist_ok=True)
+    for p in (d,) + tuple(os.path.join(d, sub) for sub in ("tmp", "new", "cur")):
+        os.chmod(p, 0o777)
     return d
 
 

@@ -82,6 +82,7 @@ def test_lmtp_all_reject(lmtp_server, make_posternd):
 
 def test_lmtp_unix_socket(tmp_path_factory, make_posternd):
     sockdir = tmp_path_factory.mktemp("lmtpsock")
+    px.make_traversable(str(sockdir))        # posternd serves unprivileged (issue 8)
     path = os.path.join(str(sockdir), "lmtp.sock")
     assert len(path) < 100, "socket path too long: %s" % path
     srv = px.AioLmtpServer(path=path).start()

@@ -39,7 +39,7 @@ def start_must_fail(d):
 def names_plugin(stderr, name, path, why):
     """A line of stderr names the plugin (its title and its file) and says
     why (a regex): e.g. "plugin 'badmajor' (/x/badmajor.so): ABI 2.0 is not
-    compatible with this host's ABI 1.0"."""
+    compatible with this host's ABI 1.1"."""
     for line in stderr.splitlines():
         if ("plugin '%s'" % name) in line and path in line and re.search(why, line):
             return True
@@ -47,8 +47,8 @@ def names_plugin(stderr, name, path, why):
 
 
 ABI_CASES = [
-    ("badmajor", r"ABI 2\.0 is not compatible with this host's ABI 1\.0"),
-    ("newminor", r"ABI 1\.1 is not compatible with this host's ABI 1\.0"),
+    ("badmajor", r"ABI 2\.0 is not compatible with this host's ABI 1\.1"),
+    ("newminor", r"ABI 1\.2 is not compatible with this host's ABI 1\.1"),
     ("nosymbol", r"does not export px_plugin"),
 ]
 

@@ -44,6 +44,7 @@ def test_serves_as_configured_user(sink, make_posternd):
     d = make_posternd("smtp:" + sink.address, port=port,
                       settings={"user": "nobody", "group": "nogroup",
                                 "limits": {"spool_memory_max": 0}})   # spool on disk
+    d.wait_log(r"privileges user=nobody ")   # the port accepts before the change
     ids = proc_ids(d.proc.pid)
     assert ids["Uid"] == [nobody.pw_uid] * 4, ids
     assert ids["Gid"] == [nogroup.gr_gid] * 4, ids

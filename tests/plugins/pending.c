@@ -1,7 +1,10 @@
 /* pending - a test plugin whose RCPT hook answers PX_PENDING, then, from a
  * detached thread of its own, waits delay_ms (default 200) and calls
  * host->resume(txn, V) with V named by the option `verdict` (next, accept,
- * tempfail, reject, discard, quarantine, disconnect; default next). */
+ * tempfail, reject, discard, quarantine, disconnect; default next).
+ * It declares ABI 1.0 and ends its call the 1.0 way, resume(txn, V): the
+ * host must keep such plugins working (the txn it is handed is its own, so
+ * resume ends exactly its call). */
 #include <postern/plugin.h>
 
 #include <pthread.h>
@@ -95,7 +98,7 @@ static enum px_verdict pending_rcpt(const void *conf, struct px_txn *txn)
 
 PX_PLUGIN_EXPORT = {
 	.abi_major = PX_ABI_MAJOR,
-	.abi_minor = PX_ABI_MINOR,
+	.abi_minor = 0,             /* a 1.0 plugin: uses only 1.0 services */
 	.name = "pending",
 	.version = "0",
 	.description = "test: on_rcpt answers PX_PENDING and resumes from its own thread",
