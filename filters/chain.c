@@ -19,7 +19,7 @@
 
 #include "chain.h"
 #include "loader.h"
-#include "policy/config.h"
+#include "common/units.h"
 
 /* px_chain_new - an empty chain */
 struct px_chain *px_chain_new(void)

@@ -103,14 +103,44 @@ typedef void (*px_stage_done)(void *arg, const struct px_stage_outcome *o);
 typedef void (*px_chain_observer)(void *arg, unsigned plugin, enum px_stage stage,
 				  enum px_verdict verdict, long ms, const char *error);
 
+/* What a policy rule does with a result a plugin recorded (the runner maps
+ * it onto the stage's verdict) */
+enum px_action {
+	PX_ACT_NONE = 0,          /* no rule: the plugin's verdict stands */
+	PX_ACT_ACCEPT,
+	PX_ACT_REJECT,
+	PX_ACT_TEMPFAIL,
+	PX_ACT_DISCARD,
+	PX_ACT_QUARANTINE,
+	PX_ACT_DISCONNECT,
+	PX_ACT_TAG,               /* deliver, with X-Postern-Tag: KEY=RESULT */
+	PX_ACT_IGNORE             /* as if nothing was found */
+};
+
+/*
+ * The decisions the runner leaves to the policy above it. filters/ does not
+ * include policy/ (doc/layering.md): the caller passes the generation's
+ * policy as an opaque pointer and these calls (policy/policy.c fills
+ * px_policy_decider). A NULL decider skips nothing and changes nothing.
+ */
+struct px_chain_decider {
+	/* skips - a matching override says not to run this plugin */
+	int (*skips)(const struct px_policy *p, const struct px_policy_view *v,
+		     const char *plugin);
+	/* action - the first rule for this result, or PX_ACT_NONE */
+	enum px_action (*action)(const struct px_policy *p, const struct px_policy_view *v,
+				 const char *plugin, const char *method, const char *result);
+};
+
 struct px_run_ctx {
 	struct px_txn *txn;
-	const struct px_policy *policy;
+	const struct px_policy *policy;     /* opaque here; given back to decide */
 	const struct px_policy_view *view;  /* copied; may be a temporary */
 	struct event_base *base;
 	struct px_workpool *pool;
 	px_chain_observer observe;
 	void *observe_arg;
+	const struct px_chain_decider *decide;  /* may be NULL */
 };
 
 /* px_chain_run - 1 with *now filled, or 0 and done(arg, outcome) later */

@@ -52,7 +52,6 @@
 
 #include "chain.h"
 #include "common/log.h"
-#include "policy/policy.h"
 #include "workpool.h"
 
 struct px_run {
@@ -178,6 +177,23 @@ static enum px_verdict action_verdict(enum px_action a, enum px_verdict plugin_v
 	}
 }
 
+/* decide_action, decide_skips - ask the policy above (struct px_chain_decider) */
+static enum px_action decide_action(const struct px_run *r, const char *plugin,
+				    const char *method, const char *result)
+{
+	const struct px_chain_decider *d = r->ctx.decide;
+
+	return d && d->action ? d->action(r->ctx.policy, &r->view, plugin, method, result)
+			      : PX_ACT_NONE;
+}
+
+static int decide_skips(const struct px_run *r, const char *plugin)
+{
+	const struct px_chain_decider *d = r->ctx.decide;
+
+	return d && d->skips && d->skips(r->ctx.policy, &r->view, plugin);
+}
+
 /* apply_policy - the first rule that matches a result this plugin recorded now */
 static enum px_verdict apply_policy(struct px_run *r, unsigned idx, enum px_verdict v,
 				    char *why, size_t whylen)
@@ -191,7 +207,7 @@ static enum px_verdict apply_policy(struct px_run *r, unsigned idx, enum px_verd
 	for (res = t->results; res != NULL && a == PX_ACT_NONE; res = res->next) {
 		if (res->plugin != idx || res->stage != r->stage)
 			continue;
-		a = px_policy_action(r->ctx.policy, &r->view, e->name, res->method, res->result);
+		a = decide_action(r, e->name, res->method, res->result);
 		if (a != PX_ACT_NONE)
 			snprintf(why, whylen, "%s=%s", res->method, res->result);
 	}
@@ -537,7 +553,7 @@ static void run_next(struct px_run *r)
 		size_t idx = r->next++;
 
 		hook = entry_hook(&ch->v[idx], r->stage);
-		if (hook == NULL || px_policy_skips(r->ctx.policy, &r->view, ch->v[idx].name))
+		if (hook == NULL || decide_skips(r, ch->v[idx].name))
 			continue;
 		px_txn_clear_reply(r->ctx.txn);
 		run_call(r, idx, hook);

@@ -62,15 +62,16 @@
 
 #include "common/log.h"
 #include "common/netaddr.h"
+#include "common/units.h"
 #include "policy/config.h"
 
-#define KIB 1024LL
-#define MIB (1024LL * KIB)
-#define GIB (1024LL * MIB)
-#define MS_SECOND 1000LL
-#define MS_MINUTE (60 * MS_SECOND)
-#define MS_HOUR (60 * MS_MINUTE)
-#define MS_DAY (24 * MS_HOUR)
+#define KIB PX_KIB
+#define MIB PX_MIB
+#define GIB PX_GIB
+#define MS_SECOND PX_MS_SECOND
+#define MS_MINUTE PX_MS_MINUTE
+#define MS_HOUR PX_MS_HOUR
+#define MS_DAY PX_MS_DAY
 
 #define PX_CONF_HOST_MAX 256
 #define PX_CONF_PORT_MAX 8
@@ -169,116 +170,6 @@ static int opt_error(cfg_t *cfg, cfg_opt_t *opt, const char *value, const char *
 	return -1;
 }
 
-/* ----------------------------------------------------------------- units */
-
-/* parse_number - leading decimal digits of s into *v; returns the rest */
-static const char *parse_number(const char *s, unsigned long long *v)
-{
-	*v = 0;
-	if (!isdigit((unsigned char)*s))
-		return NULL;
-	for (; isdigit((unsigned char)*s); s++) {
-		if (*v > (~0ULL - 9) / 10)
-			return NULL;
-		*v = *v * 10 + (unsigned long long)(*s - '0');
-	}
-	return s;
-}
-
-/* scale - v * mult, or -1 on overflow */
-static int scale(unsigned long long v, unsigned long long mult, unsigned long long *out)
-{
-	if (mult != 0 && v > ~0ULL / mult)
-		return -1;
-	*out = v * mult;
-	return 0;
-}
-
-/* duration_unit - milliseconds per unit; 0 if unknown */
-static unsigned long long duration_unit(const char *u)
-{
-	static const struct { const char *name; unsigned long long ms; } units[] = {
-		{ "", MS_SECOND }, { "ms", 1 }, { "s", MS_SECOND },
-		{ "m", MS_MINUTE }, { "h", MS_HOUR }, { "d", MS_DAY },
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-		if (strcmp(u, units[i].name) == 0)
-			return units[i].ms;
-	return 0;
-}
-
-/* px_parse_duration_ms - "300", "300s", "5m", "2h", "1d", "250ms" */
-int px_parse_duration_ms(const char *text, unsigned long long *ms)
-{
-	unsigned long long v, unit;
-	const char *rest = text ? parse_number(text, &v) : NULL;
-
-	if (!rest || (unit = duration_unit(rest)) == 0)
-		return -1;
-	return scale(v, unit, ms);
-}
-
-/* size_unit - bytes per unit; 0 if unknown */
-static unsigned long long size_unit(const char *u)
-{
-	if (u[0] == 0)
-		return 1;
-	if (u[1] != 0)
-		return 0;
-	switch (u[0]) {
-	case 'k': case 'K':
-		return KIB;
-	case 'm': case 'M':
-		return MIB;
-	case 'g': case 'G':
-		return GIB;
-	}
-	return 0;
-}
-
-/* px_parse_size - "2048", "64k", "50M", "1G" (powers of 1024) */
-int px_parse_size(const char *text, unsigned long long *bytes)
-{
-	unsigned long long v, unit;
-	const char *rest = text ? parse_number(text, &v) : NULL;
-
-	if (!rest || (unit = size_unit(rest)) == 0)
-		return -1;
-	return scale(v, unit, bytes);
-}
-
-/* format_duration - the largest unit that divides ms evenly */
-static char *format_duration(long long ms, char *buf, size_t len)
-{
-	if (ms != 0 && ms % MS_DAY == 0)
-		snprintf(buf, len, "%lldd", ms / MS_DAY);
-	else if (ms != 0 && ms % MS_HOUR == 0)
-		snprintf(buf, len, "%lldh", ms / MS_HOUR);
-	else if (ms != 0 && ms % MS_MINUTE == 0)
-		snprintf(buf, len, "%lldm", ms / MS_MINUTE);
-	else if (ms % MS_SECOND == 0)
-		snprintf(buf, len, "%llds", ms / MS_SECOND);
-	else
-		snprintf(buf, len, "%lldms", ms);
-	return buf;
-}
-
-/* format_size - the largest of G, M, k that divides bytes evenly */
-static char *format_size(long long bytes, char *buf, size_t len)
-{
-	if (bytes != 0 && bytes % GIB == 0)
-		snprintf(buf, len, "%lldG", bytes / GIB);
-	else if (bytes != 0 && bytes % MIB == 0)
-		snprintf(buf, len, "%lldM", bytes / MIB);
-	else if (bytes != 0 && bytes % KIB == 0)
-		snprintf(buf, len, "%lldk", bytes / KIB);
-	else
-		snprintf(buf, len, "%lld", bytes);
-	return buf;
-}
-
 /* ------------------------------------------------------ numeric options */
 
 enum num_kind { NUM_COUNT, NUM_SIZE, NUM_DURATION };
@@ -329,9 +220,9 @@ static const struct num_rule *num_rule_find(const char *section, const char *nam
 static char *num_format(enum num_kind kind, long long v, char *buf, size_t len)
 {
 	if (kind == NUM_DURATION)
-		return format_duration(v, buf, len);
+		return px_format_duration(v, buf, len);
 	if (kind == NUM_SIZE)
-		return format_size(v, buf, len);
+		return px_format_size(v, buf, len);
 	snprintf(buf, len, "%lld", v);
 	return buf;
 }
@@ -339,14 +230,11 @@ static char *num_format(enum num_kind kind, long long v, char *buf, size_t len)
 /* num_parse - text of kind into v; -1 if malformed */
 static int num_parse(enum num_kind kind, const char *text, unsigned long long *v)
 {
-	const char *rest;
-
 	if (kind == NUM_DURATION)
 		return px_parse_duration_ms(text, v);
 	if (kind == NUM_SIZE)
 		return px_parse_size(text, v);
-	rest = parse_number(text, v);
-	return rest && *rest == 0 ? 0 : -1;
+	return px_parse_count(text, v);
 }
 
 /* num_range_error - "is too small (minimum 512)" */

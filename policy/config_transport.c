@@ -2,7 +2,7 @@
  * NAME
  *	config_transport - listeners, TLS, PROXY, XCLIENT and AUTH settings
  * SYNOPSIS
- *	#include "policy/config.h"
+ *	#include "policy/config_transport.h"
  *
  *	int px_config_transport_build(struct px_config *conf, void *cfg,
  *		char *err, size_t errlen);

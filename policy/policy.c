@@ -247,3 +247,6 @@ void px_policy_free(struct px_policy *p)
 	free(p->authserv_id);
 	free(p);
 }
+
+/* px_policy_decider - how the chain runner asks this policy (doc/layering.md) */
+const struct px_chain_decider px_policy_decider = { px_policy_skips, px_policy_action };

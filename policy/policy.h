@@ -23,19 +23,7 @@
 #include <stdint.h>
 
 #include "common/netaddr.h"
-#include "filters/txn.h"
-
-enum px_action {
-	PX_ACT_NONE = 0,          /* no rule: the plugin's verdict stands */
-	PX_ACT_ACCEPT,
-	PX_ACT_REJECT,
-	PX_ACT_TEMPFAIL,
-	PX_ACT_DISCARD,
-	PX_ACT_QUARANTINE,
-	PX_ACT_DISCONNECT,
-	PX_ACT_TAG,               /* deliver, with X-Postern-Tag: KEY=RESULT */
-	PX_ACT_IGNORE             /* as if nothing was found */
-};
+#include "filters/chain.h"   /* enum px_action, struct px_chain_decider */
 
 struct px_action_rule {
 	char *key, *result;       /* result "*" matches any */
@@ -90,5 +78,9 @@ int px_rule_parse(const char *text, struct px_action_rule *out, const char **why
 int px_address_matches(char *const *list, size_t n, const char *addr);
 
 void px_policy_free(struct px_policy *p);
+
+/* px_policy_decider - px_policy_skips and px_policy_action, for the chain
+ * runner (struct px_run_ctx.decide): filters/ asks, policy/ answers */
+extern const struct px_chain_decider px_policy_decider;
 
 #endif

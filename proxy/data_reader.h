@@ -7,7 +7,7 @@
  *	pairs (RFC 5321 4.1.1.4); the very first line may also be ".<CRLF>".
  *	Nothing else ends it: "\n.\n", "\r.\r", "\r\n.\n", "\r\n.\r\r\n" and the
  *	rest of the SMTP-smuggling family are message content, and they set flags
- *	so the session refuses the message (invariant 3).
+ *	so the session refuses the message (invariant 3, doc/layering.md).
  *
  *	Output is the message as RFC 5322 text: leading dots unstuffed, the
  *	terminating ".CRLF" dropped (the CRLF before it belongs to the message).

@@ -148,7 +148,8 @@ static void stage_done(void *arg, const struct px_stage_outcome *o)
 /* run_stage - one stage with a view, to the end */
 static void run_stage(struct tester *t, enum px_stage st, const struct px_policy_view *view)
 {
-	struct px_run_ctx ctx = { t->txn, t->cfg->policy, view, t->base, t->pool, observe, t };
+	struct px_run_ctx ctx = { t->txn, t->cfg->policy, view, t->base, t->pool, observe, t,
+				  &px_policy_decider };
 
 	t->done = 0;
 	if (px_chain_run(&ctx, st, &t->out, stage_done, t))

@@ -790,7 +790,7 @@ static int reply_fits(enum rs_kind kind, int code)
 /* rs_early_reply - the end-of-data reply came while the body still streams:
  * stop streaming and judge it. A refusal is the backend's answer; a 2xx
  * before the whole message was sent cannot be acceptance of this message
- * (invariant 1), so the client gets 451. The link goes either way: the
+ * (invariant 1, doc/layering.md), so the client gets 451. The link goes either way: the
  * backend would read the rest of the body as commands. */
 static void rs_early_reply(struct rs *rs, struct rs_cmd *c, int code, const char *text)
 {
@@ -840,7 +840,7 @@ static void rs_dispatch(struct rs *rs, int code, const char *text)
 	}
 	if (!reply_fits(c->kind, code)) {
 		/* e.g. 250 to DATA: the message was never sent, so it must not look
-		 * delivered (invariant 1); the session state at the backend is
+		 * delivered (invariant 1, doc/layering.md); the session state at the backend is
 		 * unknown, so the connection goes */
 		rs_fail(rs, 451, "4.4.2", "backend gave a reply that does not fit the command");
 		return;

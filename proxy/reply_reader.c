@@ -51,7 +51,8 @@ int px_reply_reader_line(struct px_reply_reader *rr, const char *line, size_t le
 	    (rr->code != 0 && code != rr->code))
 		return PX_RR_BAD;
 	rr->code = code;
-	text_append(rr, text, len - (size_t)(text - line));
+	/* text is line + 4, or a static "" for a bare code (len 3) */
+	text_append(rr, text, len > 3 ? len - 4 : 0);
 	rr->done = last;
 	return last ? PX_RR_DONE : PX_RR_MORE;
 }

@@ -96,7 +96,7 @@ static int policy_split(struct px_session *s, const struct px_policy_view *v)
 void px_session_stage(struct px_session *s, enum px_stage st, px_stage_cont cont)
 {
 	struct px_run_ctx ctx = { s->ptx, s->cfg->policy, &s->stage_view, s->base,
-				  px_server_pool(s->srv), NULL, NULL };
+				  px_server_pool(s->srv), NULL, NULL, &px_policy_decider };
 	struct px_stage_outcome now;
 
 	sync_facts(s);

@@ -329,7 +329,7 @@ static void rcpt_done(void *arg, const struct px_reply *r)
 	if (!px_relay_in_transaction(s->relay)) {
 		/* the backend's transaction is gone: with recipients accepted on
 		 * it (or this one), they are void, so the rest of this
-		 * transaction gets 4xx until the client starts over (invariant 1);
+		 * transaction gets 4xx until the client starts over (invariant 1, doc/layering.md);
 		 * with none, the next RCPT opens a new one */
 		s->relay_mail_open = 0;
 		if (s->txn.nrcpts > 0 || answer->code / 100 == 2) {

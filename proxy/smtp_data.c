@@ -7,7 +7,7 @@
  *	message is refused if the reader saw bare CR/LF, NUL, an over-long line
  *	or too many bytes, or the spool failed; otherwise it is relayed and the
  *	client gets the backend's final reply: 250 only after the backend's 250
- *	(invariant 1). Either way one summary line is logged per message; its
+ *	(invariant 1, doc/layering.md). Either way one summary line is logged per message; its
  *	reply= is the whole reply, lines joined with " / " (px_reply_summary).
  */
 #include "autoconfig.h"

@@ -37,9 +37,9 @@
 
 /*
  * The only header a plugin may include from Postern. Everything else is
- * the C library. (In the source tree the build adds -I filters; installed,
- * the header lives in $(includedir)/postern/plugin.h and pkg-config's
- * --cflags point there.)
+ * the C library. (In the source tree the build adds -I include and nothing
+ * else; installed, the header lives in $(includedir)/postern/plugin.h and
+ * pkg-config's --cflags point there.)
  */
 #include <postern/plugin.h>
 

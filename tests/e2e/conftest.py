@@ -149,8 +149,9 @@ def postfix_backend(tmp_path_factory):
 def make_posternd(posternd_bin, tmp_path_factory, request):
     """make_posternd(backend, settings={...}, overrides=[...]) -> a started
     Posternd. At teardown it is stopped by PID (SIGTERM, then SIGKILL after a
-    bound); a posternd that died on its own, crashed, or ignored SIGTERM fails
-    the test."""
+    bound); a posternd that died on its own, crashed, ignored SIGTERM, or
+    wrote a sanitizer report (ASan, LSan, TSan, UBSan) to its log fails the
+    test."""
     started = []
     request.node._pxtest_daemons = started
 
@@ -176,6 +177,10 @@ def make_posternd(posternd_bin, tmp_path_factory, request):
                             % (p.proc.pid, px.STOP_WAIT))
         elif rc is not None and rc < 0 and -rc in CRASH_SIGNALS:
             problems.append("posternd (pid %d) died of signal %d" % (p.proc.pid, -rc))
+        reports = p.sanitizer_reports()
+        if reports:
+            problems.append("posternd (pid %d) has %d sanitizer report(s) in its log: %s"
+                            % (p.proc.pid, len(reports), "; ".join(reports[:3])))
         left = []
         for root, _dirs, names in os.walk(p.spool):
             left += [os.path.join(root, n) for n in names]

@@ -831,6 +831,10 @@ def render_conf(settings):
 
 
 LOG_RE = re.compile(r"^posternd\[(\d+)\]: ([0-9a-f]{16}) (.*)$")
+# The first line of a sanitizer's report (ASan, LSan, TSan; UBSan's
+# "FILE:LINE:COL: runtime error: ...").
+SANITIZER_RE = re.compile(r"(ERROR|WARNING): (Address|Leak|Thread|Memory|UndefinedBehavior)"
+                          r"Sanitizer|^\S+:\d+:\d+: runtime error: ")
 
 
 def parse_kv(text):
@@ -928,6 +932,12 @@ class Posternd:
 
     def lines(self):
         return self.log().splitlines()
+
+    def sanitizer_reports(self):
+        """The first line of every sanitizer report in the log (posternd's
+        stderr): ASan, LeakSanitizer, TSan, UBSan. A sanitized build reports
+        there (CI sets no log_path), and each report fails the test."""
+        return [l for l in self.lines() if SANITIZER_RE.search(l)]
 
     def grep(self, pattern):
         r = re.compile(pattern)

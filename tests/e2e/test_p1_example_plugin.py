@@ -93,7 +93,7 @@ def example_so(installed, tmp_path_factory):
 def test_installed_header_is_the_public_one(installed):
     _, _, header = installed
     with open(header, "rb") as f, \
-            open(os.path.join(px.top_srcdir(), "filters", "postern", "plugin.h"), "rb") as g:
+            open(os.path.join(px.top_srcdir(), "include", "postern", "plugin.h"), "rb") as g:
         assert f.read() == g.read(), "installed postern/plugin.h differs from the source"
 
 

@@ -194,7 +194,7 @@ static int stage_answered(void *arg)
 static void run_stage(struct px_txn *t, enum px_stage st)
 {
 	static const struct px_policy_view view;
-	struct px_run_ctx ctx = { t, NULL, &view, F.base, F.pool, NULL, NULL };
+	struct px_run_ctx ctx = { t, NULL, &view, F.base, F.pool, NULL, NULL, NULL };
 	struct px_stage_outcome now;
 	int want = F.done + 1;
 
