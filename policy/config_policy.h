@@ -3,7 +3,7 @@
  *	config_policy - the policy sections of the configuration
  * DESCRIPTION
  *	The option tables of `policy { }`, `allow { }`, `deny { }`,
- *	`override "NAME" { }` and `plugin "NAME" { }` (for config.c's schema),
+ *	`override "NAME" { }` and `plugin "NAME" { }` (for config_schema.c's schema),
  *	their value checks (run while parsing, so errors carry file:line), and
  *	px_policy_build(), which turns the merged sections into a px_policy.
  */

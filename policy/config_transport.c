@@ -8,8 +8,9 @@
  *		char *err, size_t errlen);
  *	void px_config_transport_free(struct px_config *conf);
  * DESCRIPTION
- *	Builds conf->transport from the merged libconfuse tree (the schema is
- *	in config.c). Listeners: every `listen` address becomes a plain
+ *	Builds conf->transport from the merged libconfuse tree (the option
+ *	tables of the transport are here; the rest of the schema is in
+ *	config_schema.c). Listeners: every `listen` address becomes a plain
  *	listener (tls = auto), then every `listener "NAME" { ... }` section is
  *	added. When no file sets `listen` and at least one listener section
  *	exists, the default `listen` address is not used.
@@ -30,10 +31,95 @@
 
 #include <confuse.h>
 
+#include "config_int.h"
+
 #include "policy/config.h"
 
 #define TLS1_2 0x0303
 #define TLS1_3 0x0304
+
+/* ------------------------------------------------ transport (issue 3) */
+
+/* choice_ok - value is one of the words allowed for option name */
+static const char *choice_ok(const char *name, const char *value)
+{
+	static const struct { const char *name, *words, *expect; } choices[] = {
+		{ "tls", "|auto|none|starttls|implicit|", "expected auto, none, starttls or implicit" },
+		{ "proxy_protocol", "|none|v1|v2|any|", "expected none, v1, v2 or any" },
+		{ "min_version", "|TLSv1.2|TLSv1.3|", "expected TLSv1.2 or TLSv1.3" },
+		{ "mode", "|none|opportunistic|required|", "expected none, opportunistic or required" },
+		{ "backend_forward", "|auto|xclient|xforward|none|",
+		  "expected auto, xclient, xforward or none" },
+	};
+	char word[64];
+	size_t i;
+
+	snprintf(word, sizeof(word), "|%s|", value);
+	for (i = 0; i < sizeof(choices) / sizeof(choices[0]); i++)
+		if (strcmp(choices[i].name, name) == 0)
+			return strlen(value) < 32 && strstr(choices[i].words, word) ? NULL
+			       : choices[i].expect;
+	return NULL;
+}
+
+/* cb_choice - one word from a fixed set */
+int cb_choice(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	return str_check(cfg, opt, value, result, choice_ok(opt->name, value));
+}
+
+/* cb_path_opt - an absolute path, or "" for none */
+static int cb_path_opt(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	return str_check(cfg, opt, value, result, value[0] == 0 || (value[0] == '/' &&
+			 text_clean(value)) ? NULL : "not an absolute path");
+}
+
+/* cb_auth_backend - "" (the backend) or smtp:HOST:PORT */
+static int cb_auth_backend(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (value[0] == 0)
+		return str_check(cfg, opt, value, result, NULL);
+	if (strncmp(value, "smtp:", 5) != 0)
+		return str_check(cfg, opt, value, result, "expected smtp:HOST:PORT or \"\"");
+	return cb_backend(cfg, opt, value, result);
+}
+
+cfg_opt_t listener_opts[] = {
+	CFG_STR_CB("address", NULL, CFGF_NONE, cb_listen),
+	CFG_STR_CB("tls", "auto", CFGF_NONE, cb_choice),
+	CFG_BOOL("require_tls", cfg_false, CFGF_NONE),
+	CFG_STR_CB("proxy_protocol", "none", CFGF_NONE, cb_choice),
+	CFG_STR_LIST_CB("proxy_sources", NULL, CFGF_NONE, cb_network),
+	CFG_BOOL("auth", cfg_false, CFGF_NONE),
+	CFG_END()
+};
+
+cfg_opt_t tls_opts[] = {
+	CFG_STR_LIST_CB("certificate", NULL, CFGF_NONE, cb_path),
+	CFG_STR_LIST_CB("key", NULL, CFGF_NONE, cb_path),
+	CFG_STR_CB("ciphers", "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!MD5:!DSS",
+		   CFGF_NONE, cb_text),
+	CFG_STR_CB("ciphersuites", "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:"
+		   "TLS_AES_128_GCM_SHA256", CFGF_NONE, cb_text),
+	CFG_STR_CB("min_version", "TLSv1.2", CFGF_NONE, cb_choice),
+	CFG_END()
+};
+
+cfg_opt_t backend_tls_opts[] = {
+	CFG_STR_CB("mode", "none", CFGF_NONE, cb_choice),
+	CFG_BOOL("verify", cfg_false, CFGF_NONE),
+	CFG_STR_CB("ca_file", "", CFGF_NONE, cb_path_opt),
+	CFG_STR_CB("server_name", "", CFGF_NONE, cb_text),
+	CFG_END()
+};
+
+cfg_opt_t auth_opts[] = {
+	CFG_STR_CB("backend", "", CFGF_NONE, cb_auth_backend),
+	CFG_INT_CB("failures_max", 5, CFGF_NONE, cb_number),
+	CFG_INT_CB("failure_window", 5 * MS_MINUTE, CFGF_NONE, cb_number),
+	CFG_END()
+};
 
 /* word_index - position of value in a NULL-terminated word list, 0 if absent */
 static int word_index(const char *const *words, const char *value)
