@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -52,13 +53,42 @@ static void entry_free(struct px_chain_entry *e)
 	free(e->path);
 }
 
+static pthread_mutex_t releaser_lock = PTHREAD_MUTEX_INITIALIZER;
+static void (*releaser)(struct px_chain *c, void *arg);
+static void *releaser_arg;
+
+/* px_chain_set_releaser - see chain.h */
+void px_chain_set_releaser(void (*fn)(struct px_chain *c, void *arg), void *arg)
+{
+	pthread_mutex_lock(&releaser_lock);
+	releaser = fn;
+	releaser_arg = arg;
+	pthread_mutex_unlock(&releaser_lock);
+}
+
 /* px_chain_unref - the generation and every txn on it are gone */
 void px_chain_unref(struct px_chain *c)
 {
-	size_t i;
+	void (*fn)(struct px_chain *, void *);
+	void *arg;
 
 	if (c == NULL || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
+	pthread_mutex_lock(&releaser_lock);
+	fn = releaser;
+	arg = releaser_arg;
+	pthread_mutex_unlock(&releaser_lock);
+	if (fn != NULL)
+		fn(c, arg);
+	else
+		px_chain_free(c);
+}
+
+/* px_chain_free - unconfigure every entry, free */
+void px_chain_free(struct px_chain *c)
+{
+	size_t i;
+
 	for (i = 0; i < c->n; i++)
 		entry_free(&c->v[i]);
 	free(c->v);

@@ -50,6 +50,7 @@ struct px_chain {
 	struct px_chain_entry *v;
 	size_t n;
 	unsigned stage_mask;      /* bit per stage that some plugin hooks */
+	struct px_chain *release_next;   /* the releaser's list (see below) */
 };
 
 /* One "key = value" of a plugin section, with where it was written */
@@ -73,8 +74,19 @@ struct px_plugin_spec {
 
 struct px_chain *px_chain_new(void);
 struct px_chain *px_chain_ref(struct px_chain *c);
-/* px_chain_unref - the last one calls unconfigure for every entry */
+/* px_chain_unref - the last one calls unconfigure for every entry: at
+ * once, or through the releaser when one is set */
 void px_chain_unref(struct px_chain *c);
+/* px_chain_free - unconfigure every entry and free (the releaser calls it) */
+void px_chain_free(struct px_chain *c);
+/*
+ * px_chain_set_releaser - who frees a chain whose last reference went:
+ * unconfigure hooks may be slow (an antivirus engine), and the last
+ * reference often goes on an I/O thread (a txn that outlived its session
+ * behind a late call). posternd hands it to its main thread; NULL (the
+ * default, and at shutdown): free at once.
+ */
+void px_chain_set_releaser(void (*fn)(struct px_chain *c, void *arg), void *arg);
 /* px_chain_add - load, check the options, configure; err gets "file:line: ..." */
 int px_chain_add(struct px_chain *c, const struct px_plugin_spec *spec, char *err, size_t errlen);
 /* px_chain_add_loaded - the same for a plugin already in memory (spec->path

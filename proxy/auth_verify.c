@@ -5,14 +5,15 @@
  *	See auth_verify.h. A small state machine on one bufferevent:
  *	GREETING -> EHLO -> AUTH -> done (QUIT is sent, not waited for).
  *	Reply lines are bounded (4096 bytes); a malformed reply is a
- *	temporary failure. The backend address is resolved with getaddrinfo
- *	(numeric addresses or /etc/hosts names, as for the relay).
+ *	temporary failure. The backend address comes from the address cache
+ *	(backend_addr.h: resolved at configuration load and in the
+ *	background, never on this I/O thread); no address yet is a
+ *	temporary failure, and a failed connection refreshes the name.
  * DIAGNOSTICS
  *	"SID auth-verify backend=HOST:PORT reply=CODE".
  */
 #include "autoconfig.h"
 
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include <event2/event.h>
 
 #include "auth_verify.h"
+#include "backend_addr.h"
 #include "common/log.h"
 #include "common/netaddr.h"
 #include "policy/config.h"
@@ -98,9 +100,13 @@ static void av_read_cb(struct bufferevent *bev, void *arg)
 /* av_event_cb - connected, or the conversation broke */
 static void av_event_cb(struct bufferevent *bev, short what, void *arg)
 {
+	struct av *v = arg;
+
 	if (what & BEV_EVENT_CONNECTED)
 		return;
-	av_finish(arg, PX_AUTH_TEMP, 0);
+	if ((what & BEV_EVENT_ERROR) && v->state == AV_GREETING)
+		px_hostport_addr_failed(v->host, v->port);   /* maybe a stale address */
+	av_finish(v, PX_AUTH_TEMP, 0);
 }
 
 /* av_target - auth.backend, else the smtp: backend */
@@ -119,26 +125,30 @@ static int av_target(struct av *v, const struct px_config *cfg)
 	return 0;
 }
 
-/* av_connect - resolve and start connecting; -1 on failure */
+/* av_connect - the cached address, and start connecting; -1 on failure */
 static int av_connect(struct av *v, struct event_base *base, unsigned timeout_ms)
 {
 	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
-	struct addrinfo hints = { 0 }, *res;
-	int rc;
+	struct sockaddr_storage ss;
+	socklen_t len = 0;
+	char why[200];
 
-	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(v->host, v->port, &hints, &res) != 0)
+	if (px_hostport_addr(v->host, v->port, &ss, &len, why, sizeof(why)) < 0) {
+		px_log(PX_LOG_WARN, v->sid, "auth-verify backend=%s:%s error=\"%s\"", v->host,
+		       v->port, why);
 		return -1;
-	v->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	rc = v->bev == NULL ? -1 : 0;
-	if (rc == 0) {
-		bufferevent_setcb(v->bev, av_read_cb, NULL, av_event_cb, v);
-		bufferevent_set_timeouts(v->bev, &tv, &tv);
-		bufferevent_enable(v->bev, EV_READ | EV_WRITE);
-		rc = bufferevent_socket_connect(v->bev, res->ai_addr, (int)res->ai_addrlen);
 	}
-	freeaddrinfo(res);
-	return rc;
+	v->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (v->bev == NULL)
+		return -1;
+	bufferevent_setcb(v->bev, av_read_cb, NULL, av_event_cb, v);
+	bufferevent_set_timeouts(v->bev, &tv, &tv);
+	bufferevent_enable(v->bev, EV_READ | EV_WRITE);
+	if (bufferevent_socket_connect(v->bev, (struct sockaddr *)&ss, (int)len) < 0) {
+		px_hostport_addr_failed(v->host, v->port);
+		return -1;
+	}
+	return 0;
 }
 
 /* px_auth_verify - start; the callback always runs later, from the loop */

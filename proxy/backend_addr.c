@@ -221,23 +221,46 @@ static int by_name(const struct px_config *cfg)
 	       b->port != NULL;
 }
 
-/* px_backend_addr_load - resolve now, at configuration load */
-void px_backend_addr_load(const struct px_config *cfg)
+/* px_hostport_addr_load - resolve host:port now (blocking) into the cache */
+void px_hostport_addr_load(const char *host, const char *port)
 {
-	const struct px_backend_spec *b = &cfg->backend;
 	struct sockaddr_storage ss;
 	socklen_t len = 0;
 	struct entry *e;
 	char why[200];
 	int rc;
 
-	if (!by_name(cfg) || numeric(b->host, b->port, &ss, &len) == 0)
+	if (numeric(host, port, &ss, &len) == 0)
 		return;
-	rc = resolve(b->host, b->port, &ss, &len, why, sizeof(why));
+	rc = resolve(host, port, &ss, &len, why, sizeof(why));
 	pthread_mutex_lock(&cache_lock);
-	if ((e = find_or_add(b->host, b->port)) != NULL)
+	if ((e = find_or_add(host, port)) != NULL)
 		store(e, rc, &ss, len, why);
 	pthread_mutex_unlock(&cache_lock);
+}
+
+/* auth_backend - the host and port of auth.backend ("smtp:HOST:PORT"); 0 or -1 */
+static int auth_backend(const struct px_config *cfg, char *host, size_t hostlen, char *port,
+			size_t portlen)
+{
+	const char *b = cfg->transport.auth_backend;
+	char err[128];
+
+	if (b == NULL || strncmp(b, "smtp:", 5) != 0)
+		return -1;
+	return px_hostport_split(b + 5, NULL, host, hostlen, port, portlen, err, sizeof(err));
+}
+
+/* px_backend_addr_load - resolve now, at configuration load: the backend,
+ * and the AUTH check's backend when it is another one */
+void px_backend_addr_load(const struct px_config *cfg)
+{
+	char host[256], port[16];
+
+	if (by_name(cfg))
+		px_hostport_addr_load(cfg->backend.host, cfg->backend.port);
+	if (auth_backend(cfg, host, sizeof(host), port, sizeof(port)) == 0)
+		px_hostport_addr_load(host, port);
 }
 
 /* unix_addr - a unix socket path as an address; 0 or -1 with why */
@@ -257,24 +280,17 @@ static int unix_addr(const char *path, struct sockaddr_storage *ss, socklen_t *l
 	return 0;
 }
 
-/* px_backend_addr - the cached address; never blocks */
-int px_backend_addr(const struct px_config *cfg, struct sockaddr_storage *ss, socklen_t *len,
-		    char *why, size_t whylen)
+/* px_hostport_addr - host:port from the cache; never blocks */
+int px_hostport_addr(const char *host, const char *port, struct sockaddr_storage *ss,
+		     socklen_t *len, char *why, size_t whylen)
 {
-	const struct px_backend_spec *b = &cfg->backend;
 	struct entry *e;
 	int rc = -1;
 
-	if (b->path != NULL)
-		return unix_addr(b->path, ss, len, why, whylen);
-	if (!by_name(cfg)) {
-		snprintf(why, whylen, "no backend host");
-		return -1;
-	}
-	if (numeric(b->host, b->port, ss, len) == 0)
+	if (numeric(host, port, ss, len) == 0)
 		return 0;
 	pthread_mutex_lock(&cache_lock);
-	if ((e = find_or_add(b->host, b->port)) == NULL) {
+	if ((e = find_or_add(host, port)) == NULL) {
 		snprintf(why, whylen, "out of memory");
 	} else if (e->len > 0) {
 		*ss = e->ss;
@@ -290,20 +306,41 @@ int px_backend_addr(const struct px_config *cfg, struct sockaddr_storage *ss, so
 	return rc;
 }
 
-/* px_backend_addr_failed - look the name up again, in the background */
-void px_backend_addr_failed(const struct px_config *cfg)
+/* px_hostport_addr_failed - look host:port up again, in the background */
+void px_hostport_addr_failed(const char *host, const char *port)
 {
-	const struct px_backend_spec *b = &cfg->backend;
 	struct sockaddr_storage ss;
 	socklen_t len;
 	struct entry *e;
 
-	if (!by_name(cfg) || numeric(b->host, b->port, &ss, &len) == 0)
+	if (numeric(host, port, &ss, &len) == 0)
 		return;
 	pthread_mutex_lock(&cache_lock);
-	if ((e = find_or_add(b->host, b->port)) != NULL)
+	if ((e = find_or_add(host, port)) != NULL)
 		refresh(e);
 	pthread_mutex_unlock(&cache_lock);
+}
+
+/* px_backend_addr - the cached address; never blocks */
+int px_backend_addr(const struct px_config *cfg, struct sockaddr_storage *ss, socklen_t *len,
+		    char *why, size_t whylen)
+{
+	const struct px_backend_spec *b = &cfg->backend;
+
+	if (b->path != NULL)
+		return unix_addr(b->path, ss, len, why, whylen);
+	if (!by_name(cfg)) {
+		snprintf(why, whylen, "no backend host");
+		return -1;
+	}
+	return px_hostport_addr(b->host, b->port, ss, len, why, whylen);
+}
+
+/* px_backend_addr_failed - look the name up again, in the background */
+void px_backend_addr_failed(const struct px_config *cfg)
+{
+	if (by_name(cfg))
+		px_hostport_addr_failed(cfg->backend.host, cfg->backend.port);
 }
 
 /* px_backend_addr_set_resolver - for tests */

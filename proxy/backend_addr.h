@@ -43,6 +43,18 @@ int px_backend_addr(const struct px_config *cfg, struct sockaddr_storage *ss, so
  */
 void px_backend_addr_failed(const struct px_config *cfg);
 
+/*
+ * The same cache for any host:port (the AUTH check's backend): _load
+ * resolves now (blocking: main thread, configuration load), px_hostport_addr
+ * reads the cache and never blocks (no address yet: -1 with why, and a
+ * background resolution starts), _failed looks the name up again in the
+ * background. IP literals need no cache.
+ */
+void px_hostport_addr_load(const char *host, const char *port);
+int px_hostport_addr(const char *host, const char *port, struct sockaddr_storage *ss,
+		     socklen_t *len, char *why, size_t whylen);
+void px_hostport_addr_failed(const char *host, const char *port);
+
 /* A resolver: 0 with the first address, or -1 with why. getaddrinfo by default. */
 typedef int (*px_resolve_fn)(const char *host, const char *port, struct sockaddr_storage *ss,
 			     socklen_t *len, char *why, size_t whylen);

@@ -66,6 +66,7 @@
 
 #include "common/log.h"
 #include "common/netaddr.h"
+#include "filters/chain.h"
 #include "filters/workpool.h"
 #include "policy/config.h"
 #include "relay.h"
@@ -142,6 +143,8 @@ struct px_server {
 	struct event *reap;               /* on the main base: frees released generations */
 	pthread_mutex_t reap_lock;
 	struct px_config *reap_list;      /* released, not yet freed (reap_lock) */
+	struct px_chain *reap_chains;     /* chains released after their generation */
+	pthread_t main_thread;            /* runs px_server_run's loop */
 	struct conn_count *buckets[CONN_BUCKETS];
 };
 
@@ -695,19 +698,27 @@ static int gen_tls(struct px_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
-/* reap_now - free every released generation (main thread) */
+/* reap_now - free every released generation and chain (main thread) */
 static void reap_now(struct px_server *srv)
 {
 	struct px_config *cfg, *next;
+	struct px_chain *c, *cnext;
 
 	pthread_mutex_lock(&srv->reap_lock);
 	cfg = srv->reap_list;
 	srv->reap_list = NULL;
+	c = srv->reap_chains;
+	srv->reap_chains = NULL;
 	pthread_mutex_unlock(&srv->reap_lock);
 	for (; cfg != NULL; cfg = next) {
 		next = cfg->release_next;
 		px_log(PX_LOG_DEBUG, NULL, "generation freed=%lu", cfg->generation);
 		px_config_free(cfg);
+	}
+	for (; c != NULL; c = cnext) {
+		cnext = c->release_next;
+		px_log(PX_LOG_DEBUG, NULL, "chain freed=after-generation");
+		px_chain_free(c);
 	}
 }
 
@@ -726,6 +737,24 @@ static void gen_release(struct px_config *cfg, void *arg)
 	pthread_mutex_lock(&srv->reap_lock);
 	cfg->release_next = srv->reap_list;
 	srv->reap_list = cfg;
+	pthread_mutex_unlock(&srv->reap_lock);
+	event_active(srv->reap, EV_TIMEOUT, 1);
+}
+
+/* chain_release - a chain's last reference went: on the main thread (its
+ * generation freed) free it now; elsewhere (a txn behind a late call
+ * outlived its generation) queue it for the main thread */
+static void chain_release(struct px_chain *c, void *arg)
+{
+	struct px_server *srv = arg;
+
+	if (pthread_equal(pthread_self(), srv->main_thread)) {
+		px_chain_free(c);
+		return;
+	}
+	pthread_mutex_lock(&srv->reap_lock);
+	c->release_next = srv->reap_chains;
+	srv->reap_chains = c;
 	pthread_mutex_unlock(&srv->reap_lock);
 	event_active(srv->reap, EV_TIMEOUT, 1);
 }
@@ -952,6 +981,7 @@ static void workers_stop(struct px_server *srv)
 	px_session_free_all();          /* sessions in flight: SIGTERM ends them unanswered */
 	px_relay_smtp_free_all();
 	px_config_set_releaser(NULL, NULL);
+	px_chain_set_releaser(NULL, NULL);
 	reap_now(srv);
 }
 
@@ -979,6 +1009,8 @@ int px_server_run(struct px_server *srv)
 	evsignal_add(ev_int, NULL);
 	evsignal_add(ev_hup, NULL);
 	px_config_set_releaser(gen_release, srv);
+	srv->main_thread = pthread_self();
+	px_chain_set_releaser(chain_release, srv);
 	px_backend_caps_probe(main_base, srv->cfg);
 	for (i = 0; i < n; i++) {
 		if (worker_start(srv, &srv->workers[i]) < 0)

@@ -97,6 +97,22 @@ def test_root_only_when_configured_and_warned(sink, make_posternd):
     assert proc_field(d.proc.pid, "Uid") == [0] * 4
 
 
+def sanitizer_env(logdir):
+    """The environment for a posternd that detaches: its stderr goes to
+    /dev/null, so a sanitized build (CI's ASan and TSan runs set these
+    variables) writes its reports into files under logdir instead."""
+    env = dict(os.environ)
+    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS"):
+        if var in env:
+            env[var] += ":log_path=" + os.path.join(logdir, var.split("_")[0].lower())
+    return env
+
+
+def sanitizer_files(logdir):
+    return sorted(n for n in os.listdir(logdir)
+                  if n.split(".")[0] in ("asan", "ubsan", "tsan"))
+
+
 def test_plugin_thread_alive_after_daemonizing(sink, make_posternd, plugin, tmp_path):
     """posternd without -f: the parent returns (its stdout and stderr, our
     pipes, reach end of file: nothing of the daemon holds them), the
@@ -104,13 +120,14 @@ def test_plugin_thread_alive_after_daemonizing(sink, make_posternd, plugin, tmp_
     still beats in the daemon's process and answers its connect hook."""
     assert os.geteuid() == 0, "this test starts posternd as root"
     beat = os.path.join(shared_dir(str(tmp_path / "beat")), "heartbeat")
+    san = shared_dir(str(tmp_path / "san"))
     d = make_posternd("smtp:" + sink.address, start=False, settings={"user": None})
     px.write_conf_d(d, "50-witness.conf", witness(plugin, heartbeat=beat))
     d.write_config()
     pids = []
     try:
         r = subprocess.run(d.argv(), stdin=subprocess.DEVNULL, capture_output=True,
-                           timeout=30, cwd=d.workdir)
+                           timeout=30, cwd=d.workdir, env=sanitizer_env(san))
         assert r.returncode == 0, r
         pids = px.wait_until(lambda: pids_of(d.conf), px.START_WAIT, "the daemon's pid")
         assert len(pids) == 1, pids
@@ -141,6 +158,8 @@ def test_plugin_thread_alive_after_daemonizing(sink, make_posternd, plugin, tmp_
             time.sleep(0.05)
         for pid in pids_of(d.conf):
             os.kill(pid, signal.SIGKILL)
+    reports = sanitizer_files(san)
+    assert not reports, [open(os.path.join(san, n)).read()[:2000] for n in reports]
 
 
 def test_detached_start_error_reaches_the_terminal(sink, posternd_bin, tmp_path):
