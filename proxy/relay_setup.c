@@ -3,7 +3,9 @@
  *	relay_setup - what the relay says before the first MAIL: STARTTLS,
  *	XCLIENT or XFORWARD
  * DESCRIPTION
- *	Helpers for relay_smtp.c's session setup. After the backend's EHLO:
+ *	Helpers for the setup step list of relay_smtp.c (rs_steps[]: whether
+ *	a step applies, the line it sends); the steps' order, replies and
+ *	timeouts live there. After the backend's EHLO:
  *
  *	1. backend_tls.mode = opportunistic or required: STARTTLS when the
  *	   backend offers it (required: a backend without it fails the

@@ -2,7 +2,7 @@
  * NAME
  *	relay_setup - STARTTLS, XCLIENT and XFORWARD towards the backend
  * DESCRIPTION
- *	Helpers for relay_smtp.c; see relay_setup.c.
+ *	Helpers for relay_smtp.c's setup steps (rs_steps[]); see relay_setup.c.
  */
 #ifndef PX_PROXY_RELAY_SETUP_H
 #define PX_PROXY_RELAY_SETUP_H

@@ -2,14 +2,37 @@
  * NAME
  *	relay_smtp - the backend relay state machine (SMTP and LMTP client)
  * DESCRIPTION
- *	States: IDLE -> CONNECTING -> GREETING -> EHLO -> READY (-> CLOSING).
- *	Commands from the session are queued; in READY the queue is pumped:
- *	all at once when the backend offers PIPELINING (DATA ends a group, as
- *	RFC 2920 says), else one at a time. Replies are matched to the sent
- *	commands in order. DATA's 354 turns the same queue entry into the
- *	end-of-data marker; the message is streamed dot-stuffed with flow
+ *	The relay is its own state machine, apart from the client session's:
+ *	the session hands it commands and gets replies back through callbacks
+ *	(relay.h), and nothing here looks at the session's state.
+ *
+ *	States: IDLE -> SETUP -> READY (-> CLOSING). SETUP runs one step list,
+ *	rs_steps[]: a row per step {name, the command it sends (fixed or
+ *	built), when it applies, how its reply is judged, the next step}, run
+ *	by one small driver (rs_step_run, rs_step_done):
+ *
+ *	    connect       open the connection (address from backend_addr.c)
+ *	    greeting      wait for 220
+ *	    ehlo          EHLO (LHLO for LMTP); note the capabilities
+ *	    helo          only if EHLO got 5xx (SMTP, not LMTP): HELO
+ *	    starttls      only if the backend offers STARTTLS and backend_tls
+ *	                  asks for it (required and not offered: 451 4.7.5)
+ *	    tls           only after STARTTLS's 220: the TLS handshake
+ *	    ehlo-again    only if STARTTLS was sent: EHLO again
+ *	    xclient       only if XCLIENT is the way to tell the client's identity
+ *	    ehlo-xclient  only after XCLIENT was accepted: EHLO with the
+ *	                  client's HELO name
+ *	    xforward      only if XFORWARD is the way: nothing goes now; an
+ *	                  XFORWARD goes before every MAIL
+ *
+ *	In READY, commands from the session are queued and the queue is
+ *	pumped: all at once when the backend offers PIPELINING (DATA ends a
+ *	group, as RFC 2920 says), else one at a time. Replies are matched to
+ *	the sent commands in order. DATA's 354 turns the same queue entry into
+ *	the end-of-data marker; the message is streamed dot-stuffed with flow
  *	control, then ".", and the final reply (one per accepted recipient for
- *	LMTP) goes back to the session.
+ *	LMTP) goes back to the session. Every reply is read by the shared
+ *	reply reader (reply_reader.c).
  *
  *	Any timeout, EOF, socket error, malformed reply or 421 fails every
  *	queued command with 451 4.4.x and drops the connection; the backend's
@@ -17,13 +40,17 @@
  *	session voids the recipients accepted on it); the next transaction
  *	reconnects. px_relay_free on an idle connection sends QUIT first.
  *
- *	Timers are deadlines: a reply must be complete within backend_command
- *	(backend_data after the end of data) of the moment it was awaited, so
- *	a backend trickling continuation lines is dropped; writes must make
- *	progress within the same times. No read timeout runs while the link is
- *	idle: inside a transaction (the client is still sending its message) a
- *	NOOP goes out every half backend_command, at most every minute, so a
- *	long upload does not lose the backend's transaction.
+ *	Timers are deadlines, taken from one table (rs_kinds[]: a row per kind
+ *	of command, with its timeout setting and the words that name it in log
+ *	lines and in the client's reply on timeout): the connection must be up
+ *	within backend_connect, every reply (and the TLS handshake) complete
+ *	within backend_command (backend_data after the end of data) of the
+ *	moment it was awaited, so a backend trickling continuation lines is
+ *	dropped; writes must make progress within the same times. No read
+ *	timeout runs while the link is idle: inside a transaction (the client
+ *	is still sending its message) a NOOP goes out every half
+ *	backend_command, at most every minute, so a long upload does not lose
+ *	the backend's transaction.
  *
  *	An end-of-data reply that arrives while the body still streams stops
  *	the stream: a refusal is passed on, a 2xx (which cannot be acceptance
@@ -59,13 +86,47 @@
 #include "reply_reader.h"
 #include "smtp_parse.h"
 
-enum rs_state { RS_IDLE, RS_CONNECTING, RS_GREETING, RS_EHLO, RS_READY, RS_CLOSING,
-		RS_STARTTLS, RS_TLS, RS_XCLIENT };
-static const char *const rs_state_names[] = {
-	"idle", "connecting", "greeting", "ehlo", "ready", "closing", "starttls", "tls", "xclient"
+enum rs_state { RS_IDLE, RS_SETUP, RS_READY, RS_CLOSING };
+static const char *const rs_state_names[] = { "idle", "setup", "ready", "closing" };
+
+/* What the relay sends or waits for; each has a row in rs_kinds[] */
+enum rs_kind { K_CONNECT, K_GREETING, K_EHLO, K_LHLO, K_HELO, K_STARTTLS, K_TLS, K_XCLIENT,
+	       K_XFWD, K_MAIL, K_RCPT, K_DATA, K_DOT, K_BDAT, K_RSET, K_NOOP, K_QUIT };
+
+/* Which timeout setting a wait uses */
+enum rs_tmo { T_CONNECT, T_COMMAND, T_DATA, T_QUIT };
+
+/* rs_kinds - per kind: its timeout, the word for log lines (cmd=) and for
+ * the client's reply, and what a read timeout was waiting for */
+static const struct rs_kind_row {
+	const char *name;                /* "rcpt": cmd= in log lines */
+	const char *word;                /* "RCPT": "it stopped reading during RCPT" */
+	const char *awaited;             /* "the reply to RCPT": "timed out waiting for ..." */
+	enum rs_tmo tmo;
+} rs_kinds[] = {
+	[K_CONNECT]  = { "connect", "connect", "the connection", T_CONNECT },
+	[K_GREETING] = { "greeting", "the greeting", "the greeting", T_COMMAND },
+	[K_EHLO]     = { "ehlo", "EHLO", "the reply to EHLO", T_COMMAND },
+	[K_LHLO]     = { "lhlo", "LHLO", "the reply to LHLO", T_COMMAND },
+	[K_HELO]     = { "helo", "HELO", "the reply to HELO", T_COMMAND },
+	[K_STARTTLS] = { "starttls", "STARTTLS", "the reply to STARTTLS", T_COMMAND },
+	[K_TLS]      = { "tls-handshake", "the TLS handshake", "the TLS handshake", T_COMMAND },
+	[K_XCLIENT]  = { "xclient", "XCLIENT", "the reply to XCLIENT", T_COMMAND },
+	[K_XFWD]     = { "xforward", "XFORWARD", "the reply to XFORWARD", T_COMMAND },
+	[K_MAIL]     = { "mail", "MAIL", "the reply to MAIL", T_COMMAND },
+	[K_RCPT]     = { "rcpt", "RCPT", "the reply to RCPT", T_COMMAND },
+	[K_DATA]     = { "data", "DATA", "the reply to DATA", T_COMMAND },
+	[K_DOT]      = { "data-end", "the message", "the reply to the end of data", T_DATA },
+	[K_BDAT]     = { "bdat", "BDAT", "the reply to BDAT", T_DATA },
+	[K_RSET]     = { "rset", "RSET", "the reply to RSET", T_COMMAND },
+	[K_NOOP]     = { "noop", "NOOP", "the reply to NOOP", T_COMMAND },
+	[K_QUIT]     = { "quit", "QUIT", "the reply to QUIT", T_QUIT },
 };
 
-enum rs_kind { K_MAIL, K_RCPT, K_DATA, K_DOT, K_RSET, K_QUIT, K_XFWD, K_BDAT, K_NOOP };
+/* The setup steps, in order (rs_steps[]) */
+enum rs_step_id { S_CONNECT, S_GREETING, S_EHLO, S_HELO, S_STARTTLS, S_TLS, S_EHLO_AGAIN,
+		  S_XCLIENT, S_EHLO_XCLIENT, S_XFORWARD, S_READY,
+		  S_NEXT, S_FAIL };   /* judges' answers: the row's next step; failed */
 
 #define RS_LINE_MAX      4096           /* a backend reply line; longer is an error */
 #define RS_BODY_CHUNK    65536
@@ -81,6 +142,7 @@ struct rs_cmd {
 	px_relay_cb cb;
 	void *arg;
 	int sent;
+	int bdat;                        /* K_DOT that was "BDAT n LAST" */
 	unsigned expect, got;            /* replies: 1, or accepted recipients (LMTP DOT) */
 	unsigned n2, n4, n5;             /* LMTP DOT: reply classes seen */
 	struct px_reply first_ok, first_bad4, first_bad5;
@@ -105,9 +167,14 @@ struct rs {
 	size_t body_off;
 	int at_bol, streaming;
 	int raw;                         /* BDAT: the body goes unstuffed, no "." */
-	/* setup (relay_setup.c): STARTTLS, then XCLIENT or XFORWARD */
-	int tls_done, fwd_done, fwd_kind;
-	char xfwd[1200];                 /* the XFORWARD line for this client */
+	/* setup (rs_steps[]; relay_setup.c builds the lines): reset per connection */
+	struct rs_setup {
+		enum rs_step_id step;    /* the step under way (state SETUP) */
+		int ehlo_refused;        /* EHLO got 5xx: HELO instead */
+		int starttls_sent, tls_accepted;
+		int fwd_done, fwd_kind, xclient_ok;
+		char fwd[1200];          /* the XCLIENT or XFORWARD line for this client */
+	} su;
 	/* deadlines (rs_timers): a reply must be complete within its timeout,
 	 * however slowly its lines trickle; an open transaction whose backend
 	 * link is idle (the client still sends its message) gets a NOOP */
@@ -149,31 +216,81 @@ static void rs_pump(struct rs *rs);
 static void rs_fail(struct rs *rs, int code, const char *esc, const char *why);
 static void rs_bdat_start(struct rs *rs, struct rs_cmd *c);
 
+static const char *rs_step_name(enum rs_step_id id);
+static enum rs_kind rs_step_kind(const struct rs *rs);
+
+/* rs_where - the state for log lines: the step's name while in SETUP */
+static const char *rs_where(const struct rs *rs)
+{
+	return rs->state == RS_SETUP ? rs_step_name(rs->su.step) : rs_state_names[rs->state];
+}
+
 /* rs_enter_state - the one place the state changes; logged at debug */
 static void rs_enter_state(struct rs *rs, enum rs_state next)
 {
 	if (px_log_enabled(PX_LOG_DEBUG))
 		px_log(PX_LOG_DEBUG, rs->rl->client.sid, "relay state=%s next=%s",
-		       rs_state_names[rs->state], rs_state_names[next]);
+		       rs_where(rs), rs_state_names[next]);
 	rs->state = next;
+}
+
+/* rs_enter_step - the one place the setup step changes (state SETUP) */
+static void rs_enter_step(struct rs *rs, enum rs_step_id step)
+{
+	if (px_log_enabled(PX_LOG_DEBUG))
+		px_log(PX_LOG_DEBUG, rs->rl->client.sid, "relay state=%s next=%s",
+		       rs_where(rs), rs_step_name(step));
+	rs->state = RS_SETUP;
+	rs->su.step = step;
+}
+
+/* rs_tmo_ms - one timeout setting, in ms */
+static unsigned rs_tmo_ms(const struct rs *rs, enum rs_tmo tmo)
+{
+	const struct px_timeouts *t = &rs->rl->cfg->timeouts;
+
+	switch (tmo) {
+	case T_CONNECT:
+		return t->backend_connect;
+	case T_DATA:
+		return t->backend_data;
+	case T_QUIT:
+		return RS_QUIT_TIMEOUT * 1000;
+	default:
+		return t->backend_command;
+	}
 }
 
 /* rs_set_timeout - the write timeout (output must make progress); replies
  * are covered by the deadline timer (rs_timers), not by a read timeout,
  * so an idle link in a transaction is not an error and a trickling reply is */
-static void rs_set_timeout(struct rs *rs, unsigned ms)
+static void rs_set_timeout(struct rs *rs, enum rs_tmo tmo)
 {
+	unsigned ms = rs_tmo_ms(rs, tmo);
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
 	bufferevent_set_timeouts(rs->bev, NULL, &tv);
 }
 
-/* rs_expecting - whether a reply (or a handshake) is awaited now */
+/* rs_awaited - the kind of what the relay waits for now (or last sent) */
+static enum rs_kind rs_awaited(const struct rs *rs)
+{
+	const struct rs_cmd *c = rs->head;
+
+	if (rs->state == RS_SETUP)
+		return rs_step_kind(rs);
+	if (rs->state == RS_CLOSING)
+		return K_QUIT;
+	if (c == NULL)
+		return K_NOOP;
+	return c->kind == K_DOT && c->bdat ? K_BDAT : c->kind;
+}
+
+/* rs_expecting - whether a reply (or the connection, or a handshake) is awaited now */
 static int rs_expecting(const struct rs *rs)
 {
 	switch (rs->state) {
-	case RS_GREETING: case RS_EHLO: case RS_STARTTLS: case RS_TLS: case RS_XCLIENT:
-	case RS_CLOSING:
+	case RS_SETUP: case RS_CLOSING:
 		return 1;
 	case RS_READY:
 		return rs->outstanding > 0 && !rs->streaming;
@@ -185,11 +302,22 @@ static int rs_expecting(const struct rs *rs)
 /* rs_deadline_ms - how long the awaited reply may take, from its command */
 static unsigned rs_deadline_ms(const struct rs *rs)
 {
-	if (rs->state == RS_CLOSING)
-		return RS_QUIT_TIMEOUT * 1000;
-	if (rs->state == RS_READY && rs->head != NULL && rs->head->kind == K_DOT)
-		return rs->rl->cfg->timeouts.backend_data;
-	return rs->rl->cfg->timeouts.backend_command;
+	return rs_tmo_ms(rs, rs_kinds[rs_awaited(rs)].tmo);
+}
+
+/* rs_timeout_why - the reason a timeout gives, in the log and the client's
+ * reply: "backend timed out waiting for the reply to RCPT (5000 ms)"; a write
+ * timeout (writing): "... it stopped reading during the message ..." */
+static void rs_timeout_why(const struct rs *rs, int writing, char *why, size_t len)
+{
+	const struct rs_kind_row *k = &rs_kinds[rs_awaited(rs)];
+
+	if (writing)
+		snprintf(why, len, "backend timed out: it stopped reading during %s (%u ms)",
+			 k->word, rs_tmo_ms(rs, k->tmo));
+	else
+		snprintf(why, len, "backend timed out waiting for %s (%u ms)", k->awaited,
+			 rs_tmo_ms(rs, k->tmo));
 }
 
 /* rs_keepalive_ms - the NOOP interval: half the backend timeout, at most a minute */
@@ -284,8 +412,8 @@ static void rs_close(struct rs *rs)
 	rs->streaming = 0;
 	rs->msg = NULL;
 	px_reply_reader_init(&rs->rr);
-	rs->tls_done = rs->fwd_done = 0;
-	rs->fwd_kind = PX_FWD_NONE;
+	memset(&rs->su, 0, sizeof(rs->su));
+	rs->su.fwd_kind = PX_FWD_NONE;
 	rs_enter_state(rs, RS_IDLE);
 	rs_timers(rs);
 }
@@ -351,8 +479,9 @@ static void rs_fail(struct rs *rs, int code, const char *esc, const char *why)
 	/* an idle link between transactions that the backend closed loses
 	 * nothing: the next transaction reconnects */
 	px_log(rs->head == NULL && !rs->txn_open && rs->state == RS_READY ? PX_LOG_DEBUG :
-	       PX_LOG_WARN, rs->rl->client.sid, "relay error backend=%s state=%s reason=\"%s\"",
-	       rs->rl->cfg->backend.text, rs_state_names[rs->state], why);
+	       PX_LOG_WARN, rs->rl->client.sid,
+	       "relay error backend=%s state=%s cmd=%s reason=\"%s\"",
+	       rs->rl->cfg->backend.text, rs_where(rs), rs_kinds[rs_awaited(rs)].name, why);
 	px_reply_set(&r, code, esc, "Backend unavailable: %s; try again later", why);
 	while ((c = rs->head) != NULL) {
 		rs->head = c->next;
@@ -372,36 +501,6 @@ static int rs_sockaddr(struct rs *rs, struct sockaddr_storage *ss, socklen_t *le
 static void rs_read_cb(struct bufferevent *bev, void *arg);
 static void rs_write_cb(struct bufferevent *bev, void *arg);
 static void rs_event_cb(struct bufferevent *bev, short what, void *arg);
-
-/* rs_connect - start connecting; failures come back through rs_fail */
-static void rs_connect(struct rs *rs)
-{
-	struct sockaddr_storage ss;
-	socklen_t len;
-	char why[256];
-
-	rs_enter_state(rs, RS_CONNECTING);
-	if (rs_sockaddr(rs, &ss, &len, why, sizeof(why)) < 0) {
-		rs_fail(rs, 451, "4.4.1", why);
-		return;
-	}
-	rs->bev = bufferevent_socket_new(rs->rl->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (rs->bev == NULL) {
-		rs_fail(rs, 451, "4.3.0", "out of memory");
-		return;
-	}
-	bufferevent_setcb(rs->bev, rs_read_cb, rs_write_cb, rs_event_cb, rs);
-	{
-		unsigned ms = rs->rl->cfg->timeouts.backend_connect;
-		struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-
-		bufferevent_set_timeouts(rs->bev, &tv, &tv);
-	}
-	if (bufferevent_socket_connect(rs->bev, (struct sockaddr *)&ss, (int)len) < 0) {
-		px_backend_addr_failed(rs->rl->cfg);
-		rs_fail(rs, 451, "4.4.1", "connect failed");
-	}
-}
 
 /* rs_debug - "key=TEXT" at debug, TEXT quoted: a multi-line backend reply
  * must stay one log line */
@@ -459,6 +558,7 @@ static void rs_write_cmd(struct rs *rs, const struct rs_cmd *c)
 }
 
 static void rs_pump_send(struct rs *rs);
+static void rs_step_run(struct rs *rs, enum rs_step_id id);
 
 /* rs_pump - send what the backend may take now, then set the timers */
 static void rs_pump(struct rs *rs)
@@ -473,7 +573,7 @@ static void rs_pump_send(struct rs *rs)
 	struct rs_cmd *c;
 
 	if (rs->state == RS_IDLE && rs->head != NULL) {
-		rs_connect(rs);
+		rs_step_run(rs, S_CONNECT);
 		return;
 	}
 	if (rs->state != RS_READY || rs->streaming)
@@ -529,16 +629,277 @@ unsigned px_backend_caps_parse(const char *text, size_t *size)
 
 static void rs_stream_body(struct rs *rs);
 
-/* rs_send_ehlo - EHLO (LHLO) again, after STARTTLS or XCLIENT (then with the
- * client's HELO name: Postfix takes the name of the EHLO after XCLIENT) */
-static void rs_send_ehlo(struct rs *rs, const char *name)
-{
-	char cmd[300];
+/* ---------------------------------------------------------- setup steps -- */
 
-	snprintf(cmd, sizeof(cmd), "%s %s", rs->lmtp ? "LHLO" : "EHLO",
-		 name != NULL && *name ? name : rs->rl->cfg->hostname);
-	rs_enter_state(rs, RS_EHLO);
-	rs_write_line(rs, cmd);
+/* What completes a step: nothing (it is done at once), a reply, or the
+ * bufferevent's CONNECTED event (the TCP connection, the TLS handshake) */
+enum rs_wait { W_NONE, W_REPLY, W_CONNECTED };
+
+/* One setup step. The driver (rs_step_run) skips it unless applies() says
+ * 1, then sends its command (cmd, or the line build() writes) or begins
+ * its action (start()), and waits as wait says; on the reply (code 0 for
+ * W_CONNECTED) judge() answers S_NEXT (go on to next), another step, or
+ * S_FAIL (it called rs_fail: the connection is gone) */
+struct rs_step {
+	const char *name;                                  /* state= in log lines */
+	enum rs_kind kind;                                 /* timeout and words: rs_kinds[] */
+	int (*applies)(struct rs *rs);                     /* NULL: always; 0 skip; -1 failed */
+	const char *cmd;                                   /* a fixed command, or NULL */
+	void (*build)(struct rs *rs, char *line, size_t len);  /* or one built now */
+	int (*start)(struct rs *rs);                       /* or an action; -1 failed */
+	enum rs_wait wait;
+	enum rs_step_id (*judge)(struct rs *rs, int code, const char *text);
+	enum rs_step_id next;
+};
+
+/* step_connect - open the connection; failures come back through rs_fail.
+ * No timeout on the bufferevent: the deadline (backend_connect) covers it */
+static int step_connect(struct rs *rs)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char why[256];
+
+	if (rs_sockaddr(rs, &ss, &len, why, sizeof(why)) < 0) {
+		rs_fail(rs, 451, "4.4.1", why);
+		return -1;
+	}
+	rs->bev = bufferevent_socket_new(rs->rl->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (rs->bev == NULL) {
+		rs_fail(rs, 451, "4.3.0", "out of memory");
+		return -1;
+	}
+	bufferevent_setcb(rs->bev, rs_read_cb, rs_write_cb, rs_event_cb, rs);
+	if (bufferevent_socket_connect(rs->bev, (struct sockaddr *)&ss, (int)len) < 0) {
+		px_backend_addr_failed(rs->rl->cfg);
+		rs_fail(rs, 451, "4.4.1", "connect failed");
+		return -1;
+	}
+	return 0;
+}
+
+/* judge_connected - the TCP connection is up: read the greeting */
+static enum rs_step_id judge_connected(struct rs *rs, int code, const char *text)
+{
+	int one = 1;
+
+	setsockopt(bufferevent_getfd(rs->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	rs_set_timeout(rs, T_COMMAND);
+	bufferevent_enable(rs->bev, EV_READ | EV_WRITE);
+	return S_NEXT;
+}
+
+/* judge_greeting - 220, or the backend does not want us */
+static enum rs_step_id judge_greeting(struct rs *rs, int code, const char *text)
+{
+	if (code == 220)
+		return S_NEXT;
+	rs_fail(rs, 451, "4.4.1", "backend refused the session");
+	return S_FAIL;
+}
+
+/* hello_line - "EHLO name" (verb given), our hostname when name is empty */
+static void hello_line(struct rs *rs, const char *verb, const char *name, char *line,
+		       size_t len)
+{
+	snprintf(line, len, "%s %s", verb, name != NULL && *name ? name : rs->rl->cfg->hostname);
+}
+
+/* build_ehlo - EHLO (LHLO) with our hostname */
+static void build_ehlo(struct rs *rs, char *line, size_t len)
+{
+	hello_line(rs, rs->lmtp ? "LHLO" : "EHLO", NULL, line, len);
+}
+
+/* build_ehlo_client - EHLO (LHLO) after XCLIENT, with the client's HELO
+ * name: Postfix takes the name of the EHLO after XCLIENT */
+static void build_ehlo_client(struct rs *rs, char *line, size_t len)
+{
+	hello_line(rs, rs->lmtp ? "LHLO" : "EHLO", rs->rl->client.helo, line, len);
+}
+
+/* build_helo - HELO with our hostname */
+static void build_helo(struct rs *rs, char *line, size_t len)
+{
+	hello_line(rs, "HELO", NULL, line, len);
+}
+
+/* forward_prepare - after each EHLO until the choice is made: which way the
+ * client's identity would go (XCLIENT, XFORWARD, none) and its line, from
+ * the attributes this EHLO listed */
+static void forward_prepare(struct rs *rs, const char *ehlo)
+{
+	if (rs->su.fwd_done)
+		return;
+	rs->su.fwd_kind = px_relay_forward_kind(rs->rl, rs->caps);
+	if (rs->su.fwd_kind != PX_FWD_NONE &&
+	    px_relay_forward_line(rs->rl, rs->su.fwd_kind, ehlo, rs->su.fwd,
+				  sizeof(rs->su.fwd)) < 0)
+		rs->su.fwd_kind = PX_FWD_NONE;
+}
+
+/* forward_decide - the choice, made (and logged) once per connection */
+static int forward_decide(struct rs *rs)
+{
+	static const char *const names[] = { "none", "xclient", "xforward" };
+
+	if (!rs->su.fwd_done) {
+		rs->su.fwd_done = 1;
+		px_log(rs->su.fwd_kind == PX_FWD_NONE ? PX_LOG_WARN : PX_LOG_INFO,
+		       rs->rl->client.sid, "relay forward=%s client=%s%s", names[rs->su.fwd_kind],
+		       rs->rl->client.addr, rs->su.fwd_kind == PX_FWD_NONE ?
+		       " reason=\"the backend is not told the client\"" : "");
+	}
+	return rs->su.fwd_kind;
+}
+
+/* caps_note - the capabilities an EHLO (or HELO: none) announced */
+static void caps_note(struct rs *rs, const char *text)
+{
+	size_t size = 0;
+
+	rs->caps = text != NULL ? px_backend_caps_parse(text, &size) : 0;
+	px_backend_caps_note(rs->caps, size);
+	forward_prepare(rs, text != NULL ? text : "");
+}
+
+/* judge_ehlo - 250: the capabilities; 5xx from an SMTP backend: HELO next */
+static enum rs_step_id judge_ehlo(struct rs *rs, int code, const char *text)
+{
+	if (code == 250) {
+		caps_note(rs, text);
+		return S_NEXT;
+	}
+	if (code / 100 == 5 && !rs->lmtp) {
+		rs->su.ehlo_refused = 1;
+		return S_NEXT;
+	}
+	rs_fail(rs, 451, "4.4.1", "backend refused EHLO");
+	return S_FAIL;
+}
+
+/* judge_ehlo_again - EHLO after STARTTLS or XCLIENT: 250 or the end */
+static enum rs_step_id judge_ehlo_again(struct rs *rs, int code, const char *text)
+{
+	if (code == 250) {
+		caps_note(rs, text);
+		return S_NEXT;
+	}
+	rs_fail(rs, 451, "4.4.1", "backend refused EHLO");
+	return S_FAIL;
+}
+
+/* applies_helo - only when EHLO was refused */
+static int applies_helo(struct rs *rs)
+{
+	return rs->su.ehlo_refused;
+}
+
+/* judge_helo - 250: a backend without extensions */
+static enum rs_step_id judge_helo(struct rs *rs, int code, const char *text)
+{
+	if (code == 250) {
+		caps_note(rs, NULL);
+		return S_NEXT;
+	}
+	rs_fail(rs, 451, "4.4.1", "backend refused EHLO and HELO");
+	return S_FAIL;
+}
+
+/* applies_starttls - the transport asks for TLS and the backend offers it;
+ * required but not offered fails */
+static int applies_starttls(struct rs *rs)
+{
+	int want = px_relay_tls_wanted(rs->rl, rs->caps);
+
+	if (want < 0)
+		rs_fail(rs, 451, "4.7.5", "the backend does not offer STARTTLS");
+	return want;
+}
+
+/* judge_starttls - 220: the handshake next; a refusal: EHLO again without
+ * TLS, unless TLS is required */
+static enum rs_step_id judge_starttls(struct rs *rs, int code, const char *text)
+{
+	rs->su.starttls_sent = 1;
+	rs->su.tls_accepted = code == 220;
+	if (code == 220 || rs->rl->cfg->transport.backend_tls != PX_BTLS_REQUIRED)
+		return S_NEXT;
+	rs_fail(rs, 451, "4.7.5", "the backend refused STARTTLS");
+	return S_FAIL;
+}
+
+/* applies_tls - after STARTTLS's 220 */
+static int applies_tls(struct rs *rs)
+{
+	return rs->su.tls_accepted;
+}
+
+/* step_tls - an OpenSSL filter over the connection: the handshake starts */
+static int step_tls(struct rs *rs)
+{
+	struct bufferevent *f = px_relay_tls_wrap(rs->rl, rs->bev);
+
+	if (f == NULL) {
+		rs_fail(rs, 451, "4.7.5", "cannot start TLS with the backend");
+		return -1;
+	}
+	rs->bev = f;
+	bufferevent_setcb(f, rs_read_cb, rs_write_cb, rs_event_cb, rs);
+	rs_set_timeout(rs, T_COMMAND);
+	bufferevent_enable(f, EV_READ | EV_WRITE);
+	return 0;
+}
+
+/* judge_tls_up - the handshake is done */
+static enum rs_step_id judge_tls_up(struct rs *rs, int code, const char *text)
+{
+	px_relay_tls_log(rs->rl, rs->bev);
+	return S_NEXT;
+}
+
+/* applies_ehlo_again - after STARTTLS, whatever its reply (RFC 3207 4.2) */
+static int applies_ehlo_again(struct rs *rs)
+{
+	return rs->su.starttls_sent;
+}
+
+/* applies_xclient - XCLIENT is the way to tell the backend the client */
+static int applies_xclient(struct rs *rs)
+{
+	return forward_decide(rs) == PX_FWD_XCLIENT;
+}
+
+/* build_forward - the XCLIENT line forward_prepare built */
+static void build_forward(struct rs *rs, char *line, size_t len)
+{
+	snprintf(line, len, "%s", rs->su.fwd);
+}
+
+/* judge_xclient - accepted (Postfix answers with a new 220 greeting;
+ * smtp-sink and others with 250, after which EHLO is harmless): EHLO again;
+ * a refusal is logged and we go on without */
+static enum rs_step_id judge_xclient(struct rs *rs, int code, const char *text)
+{
+	char q[300];
+
+	rs->su.xclient_ok = code == 220 || code / 100 == 2;
+	if (!rs->su.xclient_ok)
+		px_log(PX_LOG_WARN, rs->rl->client.sid, "relay xclient refused reply=%d text=%s",
+		       code, px_log_quote(q, sizeof(q), text, strlen(text)));
+	return S_NEXT;
+}
+
+/* applies_ehlo_xclient - after XCLIENT was accepted */
+static int applies_ehlo_xclient(struct rs *rs)
+{
+	return rs->su.xclient_ok;
+}
+
+/* applies_xforward - XFORWARD is the way */
+static int applies_xforward(struct rs *rs)
+{
+	return forward_decide(rs) == PX_FWD_XFORWARD;
 }
 
 /* rs_insert_xforward - an XFORWARD before every MAIL not yet sent */
@@ -549,7 +910,7 @@ static void rs_insert_xforward(struct rs *rs)
 	for (pp = &rs->head; *pp != NULL; pp = &(*pp)->next) {
 		if ((*pp)->kind != K_MAIL || (*pp)->sent)
 			continue;
-		rs_enqueue(rs, K_XFWD, rs->xfwd, NULL, NULL, NULL);
+		rs_enqueue(rs, K_XFWD, rs->su.fwd, NULL, NULL, NULL);
 		for (tail = &rs->head; (*tail)->next != NULL; tail = &(*tail)->next)
 			;
 		x = *tail;                  /* move it from the tail to before this MAIL */
@@ -563,101 +924,97 @@ static void rs_insert_xforward(struct rs *rs)
 /* rs_enqueue_xforward - XFORWARD for the MAIL about to be queued */
 static void rs_enqueue_xforward(struct rs *rs)
 {
-	rs_enqueue(rs, K_XFWD, rs->xfwd, NULL, NULL, NULL);
+	rs_enqueue(rs, K_XFWD, rs->su.fwd, NULL, NULL, NULL);
 }
 
-/* rs_forward - XCLIENT now, or XFORWARD before each MAIL, or nothing; 1 if XCLIENT sent */
-static int rs_forward(struct rs *rs, const char *ehlo)
+/* step_xforward - nothing goes now: XFORWARD's attributes last one
+ * transaction, so one goes before every MAIL (those queued already, and
+ * those to come: smtp_mail) */
+static int step_xforward(struct rs *rs)
 {
-	static const char *const names[] = { "none", "xclient", "xforward" };
-	char line[sizeof(rs->xfwd)];
-
-	rs->fwd_done = 1;
-	rs->fwd_kind = px_relay_forward_kind(rs->rl, rs->caps);
-	if (rs->fwd_kind != PX_FWD_NONE &&
-	    px_relay_forward_line(rs->rl, rs->fwd_kind, ehlo, line, sizeof(line)) < 0)
-		rs->fwd_kind = PX_FWD_NONE;
-	px_log(rs->fwd_kind == PX_FWD_NONE ? PX_LOG_WARN : PX_LOG_INFO, rs->rl->client.sid,
-	       "relay forward=%s client=%s%s", names[rs->fwd_kind], rs->rl->client.addr,
-	       rs->fwd_kind == PX_FWD_NONE ? " reason=\"the backend is not told the client\"" : "");
-	if (rs->fwd_kind == PX_FWD_XCLIENT) {
-		rs_write_line(rs, line);
-		rs_enter_state(rs, RS_XCLIENT);
-		return 1;
-	}
-	if (rs->fwd_kind == PX_FWD_XFORWARD) {
-		snprintf(rs->xfwd, sizeof(rs->xfwd), "%s", line);
-		rs_insert_xforward(rs);
-	}
+	rs_insert_xforward(rs);
 	return 0;
 }
 
-/* rs_setup - after an EHLO: STARTTLS, then XCLIENT/XFORWARD; 1 if a step is under way */
-static int rs_setup(struct rs *rs, const char *ehlo)
-{
-	int want;
+/* rs_steps - the backend setup, in order (see the header comment) */
+static const struct rs_step rs_steps[] = {
+	[S_CONNECT] = { "connect", K_CONNECT, NULL, NULL, NULL, step_connect,
+			W_CONNECTED, judge_connected, S_GREETING },
+	[S_GREETING] = { "greeting", K_GREETING, NULL, NULL, NULL, NULL,
+			 W_REPLY, judge_greeting, S_EHLO },
+	[S_EHLO] = { "ehlo", K_EHLO, NULL, NULL, build_ehlo, NULL,
+		     W_REPLY, judge_ehlo, S_HELO },
+	[S_HELO] = { "helo", K_HELO, applies_helo, NULL, build_helo, NULL,
+		     W_REPLY, judge_helo, S_STARTTLS },
+	[S_STARTTLS] = { "starttls", K_STARTTLS, applies_starttls, "STARTTLS", NULL, NULL,
+			 W_REPLY, judge_starttls, S_TLS },
+	[S_TLS] = { "tls", K_TLS, applies_tls, NULL, NULL, step_tls,
+		    W_CONNECTED, judge_tls_up, S_EHLO_AGAIN },
+	[S_EHLO_AGAIN] = { "ehlo-again", K_EHLO, applies_ehlo_again, NULL, build_ehlo, NULL,
+			   W_REPLY, judge_ehlo_again, S_XCLIENT },
+	[S_XCLIENT] = { "xclient", K_XCLIENT, applies_xclient, NULL, build_forward, NULL,
+			W_REPLY, judge_xclient, S_EHLO_XCLIENT },
+	[S_EHLO_XCLIENT] = { "ehlo-xclient", K_EHLO, applies_ehlo_xclient, NULL,
+			     build_ehlo_client, NULL, W_REPLY, judge_ehlo_again, S_XFORWARD },
+	[S_XFORWARD] = { "xforward", K_XFWD, applies_xforward, NULL, NULL, step_xforward,
+			 W_NONE, NULL, S_READY },
+};
 
-	if (!rs->tls_done) {
-		want = px_relay_tls_wanted(rs->rl, rs->caps);
-		rs->tls_done = want == 0;
-		if (want < 0)
-			rs_fail(rs, 451, "4.7.5", "the backend does not offer STARTTLS");
-		if (want > 0) {
-			rs_write_line(rs, "STARTTLS");
-			rs_enter_state(rs, RS_STARTTLS);
+/* rs_step_name - a step's name for log lines */
+static const char *rs_step_name(enum rs_step_id id)
+{
+	return id < S_READY ? rs_steps[id].name : "ready";
+}
+
+/* rs_step_kind - the kind of the step under way (LHLO for EHLO to LMTP) */
+static enum rs_kind rs_step_kind(const struct rs *rs)
+{
+	enum rs_kind k = rs_steps[rs->su.step].kind;
+
+	return k == K_EHLO && rs->lmtp ? K_LHLO : k;
+}
+
+/* rs_step_run - from step id on: skip the steps that do not apply, start
+ * the first that does and return to wait for it; after the last, READY */
+static void rs_step_run(struct rs *rs, enum rs_step_id id)
+{
+	const struct rs_step *st;
+	char line[1200];
+	int on;
+
+	for (; id < S_READY; id = st->next) {
+		st = &rs_steps[id];
+		on = st->applies != NULL ? st->applies(rs) : 1;
+		if (on < 0)
+			return;                     /* it failed the connection */
+		if (on == 0)
+			continue;
+		rs_enter_step(rs, id);
+		if (st->start != NULL && st->start(rs) < 0)
+			return;
+		if (st->cmd != NULL || st->build != NULL) {
+			if (st->build != NULL)
+				st->build(rs, line, sizeof(line));
+			else
+				snprintf(line, sizeof(line), "%s", st->cmd);
+			rs_write_line(rs, line);
 		}
-		if (want != 0)
-			return 1;
+		if (st->wait != W_NONE)
+			return;
 	}
-	return rs->fwd_done ? 0 : rs_forward(rs, ehlo);
-}
-
-/* rs_on_starttls - 220: put TLS in; anything else: EHLO again without it */
-static void rs_on_starttls(struct rs *rs, int code)
-{
-	struct bufferevent *f;
-
-	rs->tls_done = 1;
-	if (code != 220) {
-		if (rs->rl->cfg->transport.backend_tls == PX_BTLS_REQUIRED)
-			rs_fail(rs, 451, "4.7.5", "the backend refused STARTTLS");
-		else
-			rs_send_ehlo(rs, NULL);
-		return;
-	}
-	if ((f = px_relay_tls_wrap(rs->rl, rs->bev)) == NULL) {
-		rs_fail(rs, 451, "4.7.5", "cannot start TLS with the backend");
-		return;
-	}
-	rs->bev = f;
-	bufferevent_setcb(f, rs_read_cb, rs_write_cb, rs_event_cb, rs);
-	rs_enter_state(rs, RS_TLS);
-	rs_set_timeout(rs, rs->rl->cfg->timeouts.backend_command);
-	bufferevent_enable(f, EV_READ | EV_WRITE);
-}
-
-/* rs_on_tls_up - the handshake with the backend is done */
-static void rs_on_tls_up(struct rs *rs)
-{
-	px_relay_tls_log(rs->rl, rs->bev);
-	rs_send_ehlo(rs, NULL);
-}
-
-/* rs_on_xclient - accepted: EHLO again (Postfix answers with a new 220
- * greeting; smtp-sink and others with 250, after which EHLO is harmless); a
- * refusal is logged and we go on without */
-static void rs_on_xclient(struct rs *rs, int code, const char *text)
-{
-	char q[300];
-
-	if (code == 220 || code / 100 == 2) {
-		rs_send_ehlo(rs, rs->rl->client.helo);
-		return;
-	}
-	px_log(PX_LOG_WARN, rs->rl->client.sid, "relay xclient refused reply=%d text=%s", code,
-	       px_log_quote(q, sizeof(q), text, strlen(text)));
 	rs_enter_state(rs, RS_READY);
 	rs_pump(rs);
+}
+
+/* rs_step_done - what the step under way waited for came (a reply, or
+ * code 0: connected): its judge picks the next step */
+static void rs_step_done(struct rs *rs, int code, const char *text)
+{
+	const struct rs_step *st = &rs_steps[rs->su.step];
+	enum rs_step_id next = st->judge(rs, code, text);
+
+	if (next != S_FAIL)
+		rs_step_run(rs, next == S_NEXT ? st->next : next);
 }
 
 /* rs_body_start - the entry becomes the end-of-data marker and the message
@@ -671,56 +1028,32 @@ static void rs_body_start(struct rs *rs, struct rs_cmd *c, int raw)
 	rs->body_off = 0;
 	rs->at_bol = 1;
 	bufferevent_set_timeouts(rs->bev, NULL, NULL);
-	rs_set_timeout(rs, rs->rl->cfg->timeouts.backend_data);
+	rs_set_timeout(rs, T_DATA);
 	rs_stream_body(rs);
 }
 
 /* rs_bdat_start - "BDAT n LAST" is out: the body follows at once, raw */
 static void rs_bdat_start(struct rs *rs, struct rs_cmd *c)
 {
+	c->bdat = 1;
 	rs_body_start(rs, c, 1);
-}
-
-/* rs_on_greeting - 220, then EHLO or LHLO */
-static void rs_on_greeting(struct rs *rs, int code, const char *text)
-{
-	char cmd[300];
-
-	if (code != 220) {
-		rs_fail(rs, 451, "4.4.1", "backend refused the session");
-		return;
-	}
-	snprintf(cmd, sizeof(cmd), "%s %s", rs->lmtp ? "LHLO" : "EHLO", rs->rl->cfg->hostname);
-	rs_enter_state(rs, RS_EHLO);
-	rs_write_line(rs, cmd);
-}
-
-/* rs_on_ehlo - learn the capabilities, start pumping */
-static void rs_on_ehlo(struct rs *rs, int code, const char *text)
-{
-	size_t size;
-
-	if (code != 250) {
-		rs_fail(rs, 451, "4.4.1", "backend refused EHLO");
-		return;
-	}
-	rs->caps = px_backend_caps_parse(text, &size);
-	px_backend_caps_note(rs->caps, size);
-	if (rs_setup(rs, text))
-		return;
-	rs_enter_state(rs, RS_READY);
-	rs_pump(rs);
 }
 
 /* rs_on_data - 354 turns the entry into the end-of-data marker */
 static void rs_on_data(struct rs *rs, struct rs_cmd *c, const struct px_reply *r)
 {
 	if (r->code != 354) {
+		/* the session's transaction ends here, but a refused DATA ends
+		 * none at the backend (Postfix would answer the next MAIL "nested
+		 * MAIL command"): RSET it now (nothing else is queued: DATA is a
+		 * sync point and the session waits for this reply) */
 		rs->head = c->next;
 		rs->txn_open = 0;
 		rs->rcpt_ok = 0;
 		rs_reply(rs, c, r);
 		cmd_free(c);
+		rs_enqueue(rs, K_RSET, "RSET", NULL, NULL, NULL);
+		rs_pump(rs);
 		return;
 	}
 	rs->outstanding++;                  /* the reply(ies) to "." */
@@ -773,7 +1106,7 @@ static void rs_on_dot(struct rs *rs, struct rs_cmd *c, const struct px_reply *r)
 	rs->txn_open = 0;
 	rs->rcpt_ok = 0;
 	rs->msg = NULL;
-	rs_set_timeout(rs, rs->rl->cfg->timeouts.backend_command);
+	rs_set_timeout(rs, T_COMMAND);
 	rs_reply(rs, c, &final);
 	cmd_free(c);
 }
@@ -870,35 +1203,21 @@ static void rs_dispatch(struct rs *rs, int code, const char *text)
 	rs_pump(rs);
 }
 
-/* rs_on_reply - route a complete reply by state */
+/* rs_on_reply - route a complete reply: to the setup step, or the queue */
 static void rs_on_reply(struct rs *rs, int code, const char *text)
 {
 	char what[32];
 
 	snprintf(what, sizeof(what), "relay reply=%d text=", code);
 	rs_debug(rs, what, text);
-	switch (rs->state) {
-	case RS_GREETING:
-		rs_on_greeting(rs, code, text);
-		break;
-	case RS_EHLO:
-		rs_on_ehlo(rs, code, text);
-		break;
-	case RS_READY:
+	if (rs->state == RS_SETUP && rs_steps[rs->su.step].wait == W_REPLY)
+		rs_step_done(rs, code, text);
+	else if (rs->state == RS_READY)
 		rs_dispatch(rs, code, text);
-		break;
-	case RS_CLOSING:
+	else if (rs->state == RS_CLOSING)
 		rs_destroy(rs);
-		break;
-	case RS_STARTTLS:
-		rs_on_starttls(rs, code);
-		break;
-	case RS_XCLIENT:
-		rs_on_xclient(rs, code, text);
-		break;
-	default:
+	else
 		rs_fail(rs, 451, "4.4.2", "backend spoke out of turn");
-	}
 }
 
 /* rs_read_cb - complete replies, each to its state's handler */
@@ -1010,15 +1329,16 @@ static void rs_event_cb(struct bufferevent *bev, short what, void *arg)
 static void rs_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rs *rs = arg;
-	char why[96];
+	char why[128];
 
 	rs->deadline_armed = 0;
 	if (rs->state == RS_CLOSING) {
 		rs_destroy(rs);
 		return;
 	}
-	snprintf(why, sizeof(why), "backend timed out (no complete reply within %u ms)",
-		 rs_deadline_ms(rs));
+	if (rs->state == RS_SETUP && rs->su.step == S_CONNECT)
+		px_backend_addr_failed(rs->rl->cfg);
+	rs_timeout_why(rs, 0, why, sizeof(why));
 	rs_fail(rs, 451, "4.4.2", why);
 	rs_timers(rs);
 }
@@ -1036,36 +1356,35 @@ static void rs_keepalive_cb(evutil_socket_t fd, short what, void *arg)
 	rs_pump(rs);
 }
 
-/* rs_event - connected, EOF, error, timeout */
+/* rs_event - connected (the step waiting for it is done), EOF, error,
+ * write timeout */
 static void rs_event(struct rs *rs, struct bufferevent *bev, short what)
 {
-	int one = 1;
+	int connecting = rs->state == RS_SETUP && rs->su.step == S_CONNECT;
+	char why[128];
 
-	if ((what & BEV_EVENT_CONNECTED) && rs->state == RS_TLS) {
-		rs_on_tls_up(rs);
-		return;
-	}
 	if (what & BEV_EVENT_CONNECTED) {
-		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		rs_enter_state(rs, RS_GREETING);
-		rs_set_timeout(rs, rs->rl->cfg->timeouts.backend_command);
-		bufferevent_enable(bev, EV_READ | EV_WRITE);
+		if (rs->state == RS_SETUP && rs_steps[rs->su.step].wait == W_CONNECTED) {
+			rs_reply_complete(rs);      /* the next wait gets its own deadline */
+			rs_step_done(rs, 0, "");
+		}
 		return;
 	}
 	if (rs->state == RS_CLOSING) {
 		rs_destroy(rs);
 		return;
 	}
-	if (rs->state == RS_CONNECTING)
+	if (connecting)
 		px_backend_addr_failed(rs->rl->cfg);
-	if (what & BEV_EVENT_TIMEOUT)
-		rs_fail(rs, 451, "4.4.2", rs->state == RS_CONNECTING ? "connection timed out" :
-			"backend timed out");
-	else if (what & BEV_EVENT_EOF)
+	if (what & BEV_EVENT_TIMEOUT) {
+		rs_timeout_why(rs, 1, why, sizeof(why));
+		rs_fail(rs, 451, "4.4.2", why);
+	} else if (what & BEV_EVENT_EOF) {
 		rs_fail(rs, 451, "4.4.2", "backend closed the connection");
-	else
-		rs_fail(rs, 451, rs->state == RS_CONNECTING ? "4.4.1" : "4.4.2",
+	} else {
+		rs_fail(rs, 451, connecting ? "4.4.1" : "4.4.2",
 			evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	}
 }
 
 /* relay_rs - the state behind a relay */
@@ -1079,7 +1398,7 @@ static void smtp_mail(struct px_relay *rl, const char *cmd, const char *params, 
 {
 	struct rs *rs = relay_rs(rl);
 
-	if (rs->fwd_kind == PX_FWD_XFORWARD && rs->state == RS_READY)
+	if (rs->su.fwd_kind == PX_FWD_XFORWARD && rs->state == RS_READY)
 		rs_enqueue_xforward(rs);
 	rs_enqueue(rs, K_MAIL, cmd, params, cb, arg);
 	rs->txn_open = 1;
@@ -1142,7 +1461,8 @@ static void smtp_rset(struct px_relay *rl)
 static void smtp_free(struct px_relay *rl)
 {
 	struct rs *rs = relay_rs(rl);
-	struct timeval tv = { RS_QUIT_TIMEOUT, 0 };
+	unsigned ms = rs_tmo_ms(rs, rs_kinds[K_QUIT].tmo);
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
 	rs->detached = 1;
 	if (rs->state != RS_READY || rs->head != NULL || rs->streaming) {

@@ -12,6 +12,7 @@ import signal
 
 import pytest
 
+import faultsmtp as fs
 import pxtest as px
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -99,10 +100,17 @@ def sink(make_sink):
 
 @pytest.fixture
 def make_fault_backend():
+    """make_fault_backend(**kw) -> a started faultsmtp.FaultSMTP (faults by
+    recipient local part or by name, LMTP, STARTTLS: see faultsmtp.py),
+    stopped at teardown. Defaults here: the EHLO list of fs.PROXY_EHLO (no
+    SIZE limit), every message's bytes kept, a patient io_timeout."""
     started = []
 
     def make(**kw):
-        b = px.FaultBackend(**kw)
+        kw.setdefault("ehlo", fs.PROXY_EHLO)
+        kw.setdefault("keep_data_max", 1 << 30)
+        kw.setdefault("io_timeout", 120.0)
+        b = fs.FaultSMTP(**kw)
         started.append(b)
         return b.start()
     yield make
@@ -182,7 +190,9 @@ def make_posternd(posternd_bin, tmp_path_factory, request):
             problems.append("posternd (pid %d) has %d sanitizer report(s) in its log: %s"
                             % (p.proc.pid, len(reports), "; ".join(reports[:3])))
         left = []
-        for root, _dirs, names in os.walk(p.spool):
+        for root, dirs, names in os.walk(p.spool):
+            if root == p.spool and "store" in dirs:
+                dirs.remove("store")    # the default LMDB store (lmdb:SPOOL_DIR/store)
             left += [os.path.join(root, n) for n in names]
         if left:
             problems.append("posternd (pid %d) left %d file(s) in its spool_dir after it "

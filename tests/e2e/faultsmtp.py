@@ -1,5 +1,7 @@
-"""faultsmtp: a scripted fake SMTP backend with named faults, and a client
-that records every reply per recipient.
+"""faultsmtp: a scripted fake SMTP (or LMTP) backend with named faults and
+faults by recipient, and a client that records every reply per recipient.
+It is the one fake backend of the e2e tests (conftest make_fault_backend);
+tests that need a real MTA use Postfix or smtp-sink instead.
 
 FaultSMTP runs in threads inside the test process, on 127.0.0.1 and a free
 port. It reads commands as they arrive and answers them in order (so a
@@ -38,6 +40,37 @@ Faults are named; which one a transaction gets is chosen per transaction
   random                    per transaction, a seeded RNG picks one of
                             RANDOM_FAULTS (weights; "none" included)
 
+Faults by recipient (always on, whatever the named fault): the local part
+of a recipient chooses its RCPT reply, and the first recipient accepted in
+a transaction chooses the DATA and end-of-data faults:
+
+  rcpt-reject   550 5.1.1 at RCPT          rcpt-tempfail  450 4.2.1 at RCPT
+  rcpt-garbage  "this is not a reply" to RCPT
+  rcpt-drop     close at this RCPT (after earlier RCPTs got 250)
+  stall-rcpt    no reply to RCPT           stall-data     no reply to DATA
+  stall-eod     no reply at end of data    (each stalls until the peer goes)
+  data-tempfail 451 4.3.0 at DATA          data-reject    554 5.3.0 at DATA
+  data-250      250 (not 354) to DATA      drop-data      close at DATA
+  drop-mid      close after 1 line of data drop-eod       close at end of data
+  eod-tempfail  451 4.3.0 at end of data   eod-reject     554 5.6.0 at end of data
+  eod-garbage   a line that is no reply at end of data
+  eod-partial   "25" at end of data, then close
+  eod-double    two 250 replies at end of data (one unsolicited)
+  lmtp-short    (LMTP) only the first recipient's reply, then close
+  (LMTP: eod-tempfail / eod-reject as any recipient's local part give that
+  recipient's reply)
+
+lmtp=True: an LMTP server (LHLO; EHLO is refused with 500, as SMTP's
+LHLO is), with one reply per accepted recipient after the data.
+refuse_ehlo=True: EHLO gets 502 (a server that knows only HELO).
+tls=(cert, key): STARTTLS is offered (before TLS only) and served with
+that certificate; the SNI name of every handshake (None when the client
+sent none) is in self.sni. XCLIENT gets 220 (a new greeting, as Postfix
+answers) and XFORWARD 250 when the EHLO list names them.
+
+The body is read as a real MTA reads it: lines end at LF, a line "."
+(CRLF) ends the data, a leading dot of any line is removed.
+
 once_per_sender (default True): a fault fires at most once for a given MAIL
 FROM; later transactions with that sender are normal (a backend that
 restarted once), so a client or proxy that retries can succeed.
@@ -55,12 +88,15 @@ import random as _random
 import re
 import select
 import socket
+import ssl
 import threading
 import time
 
 HOST = "127.0.0.1"
 
 DEFAULT_EHLO = ("PIPELINING", "SIZE 104857600", "8BITMIME", "ENHANCEDSTATUSCODES")
+# the proxy tests' backend (conftest make_fault_backend): no SIZE limit, SMTPUTF8
+PROXY_EHLO = ("PIPELINING", "8BITMIME", "SIZE 0", "ENHANCEDSTATUSCODES", "SMTPUTF8")
 
 FAULTS = ("none", "idle_close_between_rcpts", "close_after_first_rcpt", "close_after_rcpt_n",
           "421_at_second_rcpt", "tempfail_second_rcpt", "421_at_data", "close_at_data",
@@ -84,6 +120,7 @@ RANDOM_FAULTS = (
 
 BODY_CHUNK = 65536
 STOP_WAIT = 10.0
+STALL_MAX = 120.0
 
 
 class _Closed(Exception):
@@ -97,6 +134,7 @@ class _Conn:
         self.no = no
         self.buf = bytearray()
         self.enhanced = any(k.upper() == "ENHANCEDSTATUSCODES" for k in server.ehlo)
+        self.tls = False
 
     # ------------------------------------------------------------ I/O --
     def _recv(self, timeout):
@@ -108,7 +146,9 @@ class _Conn:
             left = deadline - time.monotonic()
             if left <= 0 or self.server.stop_event.is_set():
                 break
-            r, _, _ = select.select([self.sock], [], [], min(0.2, left))
+            # TLS: decrypted bytes may wait in the SSL object, unseen by select
+            pending = self.tls and self.sock.pending() > 0
+            r = pending or select.select([self.sock], [], [], min(0.2, left))[0]
             if not r:
                 continue
             try:
@@ -198,11 +238,12 @@ class _Conn:
         deadline = time.monotonic() + srv.io_timeout
         pos = 0
         for _ in range(10000000):
-            end = data.find(b"\r\n.\r\n", max(0, pos - 4))
+            end = data.find(b"\n.\r\n", max(0, pos - 4))
             if end >= 0:
-                rest = data[end + 5:]
+                # a line "." ends the data, whatever ended the line before
+                rest = data[end + 4:]
                 self.buf = bytearray(rest)
-                body = bytes(data[2:end + 2])
+                body = bytes(data[2:end + 1])
                 return True, body, len(body), early
             pos = len(data)
             if early is None and fault in ("early_552", "early_250") and len(data) - 2 >= early_at:
@@ -233,7 +274,7 @@ class _Conn:
     def run(self):
         srv = self.server
         self.reply(220, "", "faultsmtp.test ESMTP faultsmtp")
-        txn = None
+        self.txn = None
         for _ in range(1000000):
             try:
                 line = self.readline(srv.idle_timeout if srv.idle_timeout else None)
@@ -247,95 +288,256 @@ class _Conn:
             verb = cmdline.split(" ", 1)[0].upper()
             with srv.lock:
                 srv.commands.append((self.no, cmdline))
-            if verb in ("EHLO", "HELO"):
-                lines = ["faultsmtp.test"] + (list(srv.ehlo) if verb == "EHLO" else [])
-                self.reply(250, "", lines[-1], more=lines[:-1])
-                txn = None
-            elif verb == "MAIL":
-                if txn is not None:
-                    self.reply(503, "5.5.1", "Error: nested MAIL command")
-                    continue
-                m = re.search(r"<([^>]*)>", cmdline)
-                mail_from = m.group(1) if m else ""
-                fault, params = srv._choose(self.no, mail_from)
-                txn = {"conn": self.no, "mail_from": mail_from, "fault": fault,
-                       "params": params, "rcpts": [], "rcpt_seen": 0, "outcome": None}
-                with srv.lock:
-                    srv.transactions.append(txn)
-                self.reply(250, "2.1.0", "Ok")
-            elif verb == "RCPT":
-                if txn is None:
-                    self.reply(503, "5.5.1", "Error: need MAIL command")
-                    continue
-                m = re.search(r"<([^>]*)>", cmdline)
-                rcpt = m.group(1) if m else ""
-                txn["rcpt_seen"] += 1
-                n = txn["rcpt_seen"]
-                f, p = txn["fault"], txn["params"]
-                if n == 2 and f == "421_at_second_rcpt":
-                    txn["outcome"] = "421 at RCPT 2"
-                    self.reply(421, "4.3.2", "faultsmtp.test shutting down")
-                    return
-                if n == 2 and f == "tempfail_second_rcpt":
-                    self.reply(450, "4.2.1", "<%s>: mailbox busy (faultsmtp)" % rcpt)
-                    continue
-                txn["rcpts"].append(rcpt)
-                self.reply(250, "2.1.5", "Ok")
-                if f == "close_after_first_rcpt" and n == 1:
-                    txn["outcome"] = "closed after RCPT 1"
-                    return
-                if f == "close_after_rcpt_n" and n == p.get("rcpt_n", srv.rcpt_n):
-                    txn["outcome"] = "closed after RCPT %d" % n
-                    return
-                if f == "idle_close_between_rcpts" and n == p.get("rcpt_n", srv.rcpt_n):
-                    self.sleep(p.get("idle_delay", srv.idle_delay))
-                    txn["outcome"] = "idle timeout after RCPT %d" % n
-                    self.reply(421, "4.4.2", "faultsmtp.test Error: timeout exceeded")
-                    return
-            elif verb == "DATA":
-                if txn is None:
-                    self.reply(503, "5.5.1", "Error: need MAIL command")
-                    continue
-                if not txn["rcpts"]:
-                    self.reply(554, "5.5.1", "Error: no valid recipients")
-                    continue
-                f = txn["fault"]
-                if f == "421_at_data":
-                    txn["outcome"] = "421 at DATA"
-                    self.reply(421, "4.3.2", "faultsmtp.test shutting down")
-                    return
-                if f == "close_at_data":
-                    txn["outcome"] = "closed at DATA"
-                    return
-                complete, body, size, early = self.read_body(f, txn["params"], txn)
-                cur, txn = txn, None
-                if early is not None:
-                    cur["outcome"] = "early %s, terminator read" % early
-                    continue               # that early reply was the only one
-                if f == "eod_tempfail":
-                    cur["outcome"] = "451 at end of data"
-                    self.reply(451, "4.3.0", "Error: end of data tempfailed (faultsmtp)")
-                    continue
-                rec = srv._record(cur, body, size)
-                if f == "trickle_final":
-                    self._trickle(cur, rec)
-                    continue
-                # commit before the 250, as a real MTA does (and so that a
-                # test reading deliveries right after the 250 sees it)
-                srv._commit(cur, rec)
-                self.reply(250, "2.0.0", "Ok: queued as %s" % rec["queue_id"])
-            elif verb == "RSET":
-                txn = None
-                self.reply(250, "2.0.0", "Ok")
-            elif verb == "NOOP":
-                with srv.lock:
-                    srv.noops += 1
-                self.reply(250, "2.0.0", "Ok")
-            elif verb == "QUIT":
-                self.reply(221, "2.0.0", "Bye")
-                return
-            else:
+            handler = getattr(self, "_cmd_" + verb.lower(), None) if verb.isalpha() else None
+            if handler is None:
                 self.reply(502, "5.5.2", "Error: command not recognized")
+            elif handler(cmdline) == "close":
+                return
+
+    # ------------------------------------------------------- commands --
+    # each answers one command; "close" ends the session (the socket closes)
+
+    def _cmd_ehlo(self, cmdline, verb="EHLO"):
+        srv = self.server
+        if verb == "EHLO" and srv.refuse_ehlo:
+            self.reply(502, "5.5.2", "Error: command not recognized")
+            return None
+        if verb != "HELO" and (verb == "LHLO") != srv.lmtp:
+            self.reply(500, "5.5.1", "Error: wrong greeting command")
+            return None
+        lines = ["faultsmtp.test"]
+        if verb != "HELO":
+            lines += list(srv.ehlo)
+            if srv.tls is not None and not self.tls:
+                lines.append("STARTTLS")
+        self.reply(250, "", lines[-1], more=lines[:-1])
+        self.txn = None
+        return None
+
+    def _cmd_helo(self, cmdline):
+        return self._cmd_ehlo(cmdline, "HELO")
+
+    def _cmd_lhlo(self, cmdline):
+        return self._cmd_ehlo(cmdline, "LHLO")
+
+    def _cmd_starttls(self, cmdline):
+        srv = self.server
+        if srv.tls is None or self.tls:
+            self.reply(502, "5.5.2", "Error: command not recognized")
+            return None
+        self.reply(220, "2.0.0", "Ready to start TLS")
+        self.buf = bytearray()            # plaintext pipelined behind STARTTLS: gone
+        self.sock.settimeout(srv.io_timeout)
+        try:
+            self.sock = srv.tls_context().wrap_socket(self.sock, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            raise _Closed("TLS handshake: %s" % e)
+        self.tls = True
+        self.txn = None
+        return None
+
+    def _cmd_xclient(self, cmdline):
+        self.reply(220, "", "faultsmtp.test ESMTP faultsmtp")
+        self.txn = None
+        return None
+
+    def _cmd_xforward(self, cmdline):
+        self.reply(250, "2.0.0", "Ok")
+        return None
+
+    def _cmd_mail(self, cmdline):
+        srv = self.server
+        if self.txn is not None:
+            self.reply(503, "5.5.1", "Error: nested MAIL command")
+            return None
+        m = re.search(r"<([^>]*)>", cmdline)
+        mail_from = m.group(1) if m else ""
+        fault, params = srv._choose(self.no, mail_from)
+        self.txn = {"conn": self.no, "mail_from": mail_from, "fault": fault, "params": params,
+                    "rcpts": [], "rcpt_seen": 0, "outcome": None, "local": None}
+        with srv.lock:
+            srv.transactions.append(self.txn)
+        self.reply(250, "2.1.0", "Ok")
+        return None
+
+    def _cmd_rcpt(self, cmdline):
+        srv, txn = self.server, self.txn
+        if txn is None:
+            self.reply(503, "5.5.1", "Error: need MAIL command")
+            return None
+        m = re.search(r"<([^>]*)>", cmdline)
+        rcpt = m.group(1) if m else ""
+        local = rcpt.split("@")[0]
+        if local == "rcpt-reject":
+            self.reply(550, "5.1.1", "<%s>: rejected by faultsmtp" % rcpt)
+            return None
+        if local == "rcpt-tempfail":
+            self.reply(450, "4.2.1", "<%s>: tempfailed by faultsmtp" % rcpt)
+            return None
+        if local == "stall-rcpt":
+            self._stall()
+            return "close"
+        if local == "rcpt-drop":
+            return "close"
+        if local == "rcpt-garbage":
+            self.send("this is not a reply\r\n")
+            return None
+        txn["rcpt_seen"] += 1
+        n = txn["rcpt_seen"]
+        f, p = txn["fault"], txn["params"]
+        if n == 2 and f == "421_at_second_rcpt":
+            txn["outcome"] = "421 at RCPT 2"
+            self.reply(421, "4.3.2", "faultsmtp.test shutting down")
+            return "close"
+        if n == 2 and f == "tempfail_second_rcpt":
+            self.reply(450, "4.2.1", "<%s>: mailbox busy (faultsmtp)" % rcpt)
+            return None
+        txn["rcpts"].append(rcpt)
+        if txn["local"] is None:
+            txn["local"] = local
+        self.reply(250, "2.1.5", "Ok")
+        if f == "close_after_first_rcpt" and n == 1:
+            txn["outcome"] = "closed after RCPT 1"
+            return "close"
+        if f == "close_after_rcpt_n" and n == p.get("rcpt_n", srv.rcpt_n):
+            txn["outcome"] = "closed after RCPT %d" % n
+            return "close"
+        if f == "idle_close_between_rcpts" and n == p.get("rcpt_n", srv.rcpt_n):
+            self.sleep(p.get("idle_delay", srv.idle_delay))
+            txn["outcome"] = "idle timeout after RCPT %d" % n
+            self.reply(421, "4.4.2", "faultsmtp.test Error: timeout exceeded")
+            return "close"
+        return None
+
+    def _cmd_data(self, cmdline):
+        txn = self.txn
+        if txn is None:
+            self.reply(503, "5.5.1", "Error: need MAIL command")
+            return None
+        if not txn["rcpts"]:
+            self.reply(554, "5.5.1", "Error: no valid recipients")
+            return None
+        f, local = txn["fault"], txn["local"]
+        if local == "data-tempfail":
+            self.reply(451, "4.3.0", "DATA tempfailed by faultsmtp")
+            return None
+        if local == "data-reject":
+            self.reply(554, "5.3.0", "DATA rejected by faultsmtp")
+            return None
+        if local == "data-250":
+            self.reply(250, "2.0.0", "DATA? fine")
+            return None
+        if local == "stall-data":
+            self._stall()
+            return "close"
+        if f == "421_at_data":
+            txn["outcome"] = "421 at DATA"
+            self.reply(421, "4.3.2", "faultsmtp.test shutting down")
+            return "close"
+        if f == "close_at_data" or local == "drop-data":
+            txn["outcome"] = "closed at DATA"
+            return "close"
+        if local == "drop-mid":
+            self.send("354 End data with <CR><LF>.<CR><LF>\r\n")
+            self.readline()
+            self.readline()
+            txn["outcome"] = "closed after a line of data"
+            return "close"
+        complete, body, size, early = self.read_body(f, txn["params"], txn)
+        self.txn = None
+        if early is not None:
+            txn["outcome"] = "early %s, terminator read" % early
+            return None                # that early reply was the only one
+        return self._end_of_data(txn, body, size)
+
+    def _end_of_data(self, txn, body, size):
+        """The reply (LMTP: replies) after a complete "." """
+        srv, f, local = self.server, txn["fault"], txn["local"]
+        if local == "drop-eod":
+            return "close"
+        if local == "stall-eod":
+            self._stall()
+            return "close"
+        if local == "eod-garbage":
+            self.send("hello there\r\n")
+            return None
+        if local == "eod-partial":
+            self.send("25")
+            return "close"
+        if srv.lmtp:
+            return self._lmtp_replies(txn, body, size)
+        if f == "eod_tempfail" or local == "eod-tempfail":
+            txn["outcome"] = "451 at end of data"
+            self.reply(451, "4.3.0", "Error: end of data tempfailed (faultsmtp)")
+            return None
+        if local == "eod-reject":
+            txn["outcome"] = "554 at end of data"
+            self.reply(554, "5.6.0", "end of data rejected by faultsmtp")
+            return None
+        rec = srv._record(txn, body, size)
+        if f == "trickle_final":
+            self._trickle(txn, rec)
+            return None
+        # commit before the 250, as a real MTA does (and so that a
+        # test reading deliveries right after the 250 sees it)
+        srv._commit(txn, rec)
+        self.reply(250, "2.0.0", "Ok: queued as %s" % rec["queue_id"])
+        if local == "eod-double":
+            self.reply(250, "2.0.0", "unsolicited extra reply")
+        return None
+
+    def _lmtp_replies(self, txn, body, size):
+        """LMTP: one reply per accepted recipient, chosen by its local part"""
+        srv = self.server
+        replies, ok = [], []
+        for r in txn["rcpts"]:
+            lp = r.split("@")[0]
+            if lp == "eod-tempfail" or txn["fault"] == "eod_tempfail":
+                replies.append((451, "4.3.0", "<%s> tempfailed by faultsmtp" % r))
+            elif lp == "eod-reject":
+                replies.append((554, "5.6.0", "<%s> rejected by faultsmtp" % r))
+            else:
+                replies.append((250, "2.0.0", "<%s> Ok" % r))
+                ok.append(r)
+        short = "lmtp-short" in (r.split("@")[0] for r in txn["rcpts"])
+        if short:
+            replies = replies[:1]          # then the connection drops
+            ok = ok[:1] if replies[0][0] == 250 else []
+        if ok:
+            rec = srv._record(dict(txn, rcpts=ok), body, size)
+            srv._commit(txn, rec)         # committed before the replies go out
+        else:
+            txn["outcome"] = "refused at end of data"
+        for code, esc, text in replies:
+            self.reply(code, esc, text)
+        return "close" if short else None
+
+    def _cmd_rset(self, cmdline):
+        self.txn = None
+        self.reply(250, "2.0.0", "Ok")
+        return None
+
+    def _cmd_noop(self, cmdline):
+        with self.server.lock:
+            self.server.noops += 1
+        self.reply(250, "2.0.0", "Ok")
+        return None
+
+    def _cmd_quit(self, cmdline):
+        self.reply(221, "2.0.0", "Bye")
+        return "close"
+
+    def _stall(self):
+        """Send nothing until the peer closes (bounded; wakes when the server stops)."""
+        deadline = time.monotonic() + STALL_MAX
+        for _ in range(int(STALL_MAX / 0.2) + 2):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                self._recv(min(left, 1.0))
+            except socket.timeout:
+                continue
 
     def _trickle(self, txn, rec):
         srv = self.server
@@ -375,13 +577,19 @@ class FaultSMTP:
                fault[i], "none" after the list; "random" uses seed
     choose     callable(conn_no, txn_no, mail_from) -> name or (name, params);
                overrides fault
+    lmtp, refuse_ehlo, tls: see the module docstring
+
+    What it saw: delivered() / accepted (the committed messages: dicts with
+    mail_from, rcpts, data, message_id, ...), commands / seen_commands,
+    transactions, connections / sessions, sni, noops.
     """
 
     def __init__(self, fault="none", per="transaction", seed=0, choose=None,
                  once_per_sender=True, ehlo=DEFAULT_EHLO, idle_timeout=None,
                  io_timeout=30.0, rcpt_n=1, idle_delay=0.2, early_kb=64,
                  early_after="discard", trickle_lines=60, trickle_interval=1.0,
-                 keep_data_max=256 * 1024, port=0):
+                 keep_data_max=256 * 1024, port=0, lmtp=False, refuse_ehlo=False,
+                 tls=None):
         if isinstance(fault, str) and fault not in FAULTS:
             raise ValueError("unknown fault %r" % fault)
         if isinstance(fault, (list, tuple)):
@@ -404,6 +612,11 @@ class FaultSMTP:
         self.trickle_interval = trickle_interval
         self.keep_data_max = keep_data_max
         self.want_port = port
+        self.lmtp = lmtp
+        self.refuse_ehlo = refuse_ehlo
+        self.tls = tuple(tls) if tls is not None else None
+        self.sni = []               # the SNI name of every TLS handshake (None: none sent)
+        self._tls_ctx = None
         self.port = None
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
@@ -465,6 +678,37 @@ class FaultSMTP:
     def open_connections(self):
         with self.lock:
             return len(self._conns)
+
+    def tls_context(self):
+        """The server context for STARTTLS (made once), recording SNI names."""
+        with self.lock:
+            if self._tls_ctx is None:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                ctx.load_cert_chain(*self.tls)
+                ctx.sni_callback = lambda sock, name, c: self._note_sni(name)
+                self._tls_ctx = ctx
+            return self._tls_ctx
+
+    def _note_sni(self, name):
+        with self.lock:
+            self.sni.append(name)
+
+    @property
+    def accepted(self):
+        """The messages committed (as delivered(), a fresh list)."""
+        return self.delivered()
+
+    @property
+    def seen_commands(self):
+        """Every command line received, in order, over all connections."""
+        with self.lock:
+            return [c for _, c in self.commands]
+
+    @property
+    def sessions(self):
+        """Connections accepted so far."""
+        with self.lock:
+            return self.connections
 
     # ------------------------------------------------------- internals --
     def _note(self, s):
@@ -542,9 +786,7 @@ class FaultSMTP:
 
     def _record(self, txn, body, size):
         m = re.search(rb"(?im)^message-id:[ \t]*(\S+)", body[:65536].split(b"\r\n\r\n", 1)[0])
-        if body.startswith(b".."):
-            body = body[1:]
-        body = body.replace(b"\r\n..", b"\r\n.")
+        body = re.sub(rb"(^|\n)\.", rb"\1", body)      # unstuff every line
         with self.lock:
             self._queue_no += 1
             qid = "FS%06d" % self._queue_no

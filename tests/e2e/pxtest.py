@@ -376,6 +376,23 @@ def ehlo_keywords(reply):
     return kw
 
 
+def bdat_session(port, sender, chunks, rcpt="user@example.test"):
+    """EHLO (which must offer CHUNKING), MAIL, RCPT, then each chunk as
+    BDAT, the last with LAST; returns the replies to the BDAT commands."""
+    with SmtpClient(port) as c:
+        c.greeting()
+        assert "CHUNKING" in ehlo_keywords(c.ehlo())
+        assert c.cmd("MAIL FROM:<%s>" % sender).code == 250
+        assert c.cmd("RCPT TO:<%s>" % rcpt).code == 250
+        replies = []
+        for i, chunk in enumerate(chunks):
+            last = b" LAST" if i == len(chunks) - 1 else b""
+            c.send(b"BDAT %d%s\r\n" % (len(chunk), last) + chunk)
+            replies.append(c.reply())
+        c.quit()
+    return replies
+
+
 # -------------------------------------------------------------- smtp-sink --
 
 class SinkMessage:
@@ -974,266 +991,6 @@ def run_check(binary, conf, overrides=(), timeout=30):
         argv += ["-o", o]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
-
-
-# ------------------------------------------------- scripted SMTP backend ---
-
-class FaultBackend:
-    """A small threaded SMTP (or LMTP) server on 127.0.0.1 whose behaviour is
-    chosen per recipient local part, for fault injection that smtp-sink cannot
-    do per message. It keeps exact bytes and records what it *accepted*
-    (answered 2xx to at end of data, the reply fully written).
-
-    Local parts (the first recipient of a transaction decides DATA faults):
-      rcpt-reject   550 5.1.1 at RCPT          rcpt-tempfail  450 4.2.1 at RCPT
-      data-tempfail 451 4.3.0 at DATA          data-reject    554 5.3.0 at DATA
-      eod-tempfail  451 4.3.0 at end of data   eod-reject     554 5.6.0 at end of data
-      drop-data     close at the DATA command  drop-mid       close after 1 line of data
-      drop-eod      close at end of data (no reply)
-      stall-rcpt    no reply to RCPT           stall-data     no reply to DATA
-      stall-eod     no reply at end of data   (stalls until the client goes away)
-      rcpt-garbage  "this is not a reply" to RCPT
-      rcpt-drop     close at this RCPT (after earlier RCPTs got 250)
-      lmtp-short    (LMTP) only the first recipient's reply, then close
-      data-250      250 (not 354) to DATA     eod-garbage   a line that is no reply at end of data
-      eod-partial   "25" at end of data, then close
-      eod-double    two 250 replies at end of data (one unsolicited)
-      anything else: 250
-    """
-
-    STALL_MAX = 120.0
-
-    def __init__(self, lmtp=False, ehlo_extra=("PIPELINING", "8BITMIME", "SIZE 0",
-                                               "ENHANCEDSTATUSCODES", "SMTPUTF8")):
-        self.lmtp = lmtp
-        self.ehlo_extra = list(ehlo_extra)
-        self.port = free_port()
-        self.accepted = []          # dicts: mail_from, rcpts, data (unstuffed CRLF bytes)
-        self.seen_commands = []
-        self.sessions = 0
-        self.lock = threading.Lock()
-        self.stop_event = threading.Event()
-        self.threads = []
-        self.lsock = None
-
-    def start(self):
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((HOST, self.port))
-        self.lsock.listen(50)
-        self.lsock.settimeout(0.2)
-        t = threading.Thread(target=self._accept_loop, daemon=True)
-        t.start()
-        self.threads.append(t)
-        return self
-
-    def stop(self):
-        self.stop_event.set()
-        for t in list(self.threads):
-            t.join(timeout=STOP_WAIT)
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
-
-    @property
-    def address(self):
-        return "%s:%d" % (HOST, self.port)
-
-    def _accept_loop(self):
-        while not self.stop_event.is_set():
-            try:
-                conn, _ = self.lsock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.sessions += 1
-            t = threading.Thread(target=self._session, args=(conn,), daemon=True)
-            t.start()
-            self.threads.append(t)
-
-    def _stall(self, f):
-        """Send nothing until the peer closes (bounded)."""
-        f.settimeout(0.2)
-        deadline = time.monotonic() + self.STALL_MAX
-        while time.monotonic() < deadline and not self.stop_event.is_set():
-            try:
-                if not f.recv(65536):
-                    return
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-
-    def _session(self, conn):
-        conn.settimeout(self.STALL_MAX)
-        buf = [b""]
-
-        def readline():
-            for _ in range(100000):
-                i = buf[0].find(b"\n")
-                if i >= 0:
-                    line, buf[0] = buf[0][:i + 1], buf[0][i + 1:]
-                    return line
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return None
-                buf[0] += chunk
-            return None
-
-        def send(s):
-            conn.sendall(s.encode() + b"\r\n")
-
-        try:
-            send("220 fault.test ESMTP FaultBackend")
-            mail_from, rcpts, fault = None, [], None
-            for _ in range(100000):
-                line = readline()
-                if line is None:
-                    return
-                cmdline = line.rstrip(b"\r\n").decode("utf-8", "replace")
-                with self.lock:
-                    self.seen_commands.append(cmdline)
-                verb = cmdline.split(" ", 1)[0].upper()
-                if verb in ("EHLO", "LHLO"):
-                    if (verb == "LHLO") != self.lmtp:
-                        send("500 5.5.1 wrong greeting command")
-                        continue
-                    lines = ["fault.test"] + self.ehlo_extra
-                    for i, l in enumerate(lines):
-                        send("250%s%s" % ("-" if i < len(lines) - 1 else " ", l))
-                elif verb == "HELO":
-                    send("250 fault.test")
-                elif verb in ("XCLIENT",):
-                    send("220 fault.test ESMTP FaultBackend")
-                elif verb == "XFORWARD":
-                    send("250 2.0.0 Ok")
-                elif verb == "MAIL":
-                    m = re.search(r"<([^>]*)>", cmdline)
-                    mail_from, rcpts, fault = (m.group(1) if m else ""), [], None
-                    send("250 2.1.0 Ok")
-                elif verb == "RCPT":
-                    m = re.search(r"<([^>]*)>", cmdline)
-                    rcpt = m.group(1) if m else ""
-                    local = rcpt.split("@")[0]
-                    if local == "rcpt-reject":
-                        send("550 5.1.1 <%s>: rejected by FaultBackend" % rcpt)
-                    elif local == "rcpt-tempfail":
-                        send("450 4.2.1 <%s>: tempfailed by FaultBackend" % rcpt)
-                    elif local == "stall-rcpt":
-                        self._stall(conn)
-                        return
-                    elif local == "rcpt-drop":
-                        return
-                    elif local == "rcpt-garbage":
-                        conn.sendall(b"this is not a reply\r\n")
-                    else:
-                        rcpts.append(rcpt)
-                        if fault is None:
-                            fault = local
-                        send("250 2.1.5 Ok")
-                elif verb == "DATA":
-                    if not rcpts:
-                        send("554 5.5.1 no valid recipients")
-                        continue
-                    if fault == "data-tempfail":
-                        send("451 4.3.0 DATA tempfailed by FaultBackend")
-                        continue
-                    if fault == "data-reject":
-                        send("554 5.3.0 DATA rejected by FaultBackend")
-                        continue
-                    if fault == "drop-data":
-                        return
-                    if fault == "data-250":
-                        send("250 2.0.0 DATA? fine")
-                        continue
-                    if fault == "stall-data":
-                        self._stall(conn)
-                        return
-                    send("354 go ahead")
-                    data = []
-                    complete = False
-                    for n in range(10000000):
-                        l = readline()
-                        if l is None:
-                            return
-                        if fault == "drop-mid" and n >= 1:
-                            return
-                        if l == b".\r\n":
-                            complete = True
-                            break
-                        if l.startswith(b"."):
-                            l = l[1:]
-                        data.append(l)
-                    if not complete:
-                        return
-                    content = b"".join(data)
-                    if fault == "drop-eod":
-                        return
-                    if fault == "stall-eod":
-                        self._stall(conn)
-                        return
-                    if fault == "eod-garbage":
-                        conn.sendall(b"hello there\r\n")
-                        mail_from, rcpts, fault = None, [], None
-                        continue
-                    if fault == "eod-partial":
-                        conn.sendall(b"25")
-                        return
-                    if fault == "eod-tempfail":
-                        replies = ["451 4.3.0 end of data tempfailed by FaultBackend"]
-                    elif fault == "eod-reject":
-                        replies = ["554 5.6.0 end of data rejected by FaultBackend"]
-                    else:
-                        replies = ["250 2.0.0 Ok: accepted by FaultBackend"]
-                    if self.lmtp:
-                        replies = []
-                        for r in rcpts:
-                            lp = r.split("@")[0]
-                            if lp == "eod-tempfail":
-                                replies.append("451 4.3.0 <%s> tempfailed by FaultBackend" % r)
-                            elif lp == "eod-reject":
-                                replies.append("554 5.6.0 <%s> rejected by FaultBackend" % r)
-                            else:
-                                replies.append("250 2.0.0 <%s> Ok" % r)
-                    short = self.lmtp and any(r.split("@")[0] == "lmtp-short" for r in rcpts)
-                    if short:
-                        replies = replies[:1]       # then the connection drops
-                    if self.lmtp:
-                        ok = [r for r, rep in zip(rcpts, replies) if rep.startswith("2")]
-                    else:
-                        ok = list(rcpts) if replies[0].startswith("2") else []
-                    if ok:
-                        # committed before the reply goes out, as an MTA does
-                        with self.lock:
-                            self.accepted.append({"mail_from": mail_from, "rcpts": ok,
-                                                  "data": content})
-                    for r in replies:
-                        send(r)
-                    if short:
-                        return
-                    if fault == "eod-double":
-                        send("250 2.0.0 unsolicited extra reply")
-                    mail_from, rcpts, fault = None, [], None
-                elif verb == "RSET":
-                    mail_from, rcpts, fault = None, [], None
-                    send("250 2.0.0 Ok")
-                elif verb == "NOOP":
-                    send("250 2.0.0 Ok")
-                elif verb == "QUIT":
-                    send("221 2.0.0 Bye")
-                    return
-                else:
-                    send("502 5.5.2 command not recognized")
-        except OSError:
-            return
-        finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
 
 
 # -------------------------------------------------------- aiosmtpd LMTP ----

@@ -14,6 +14,10 @@ Also: an end-of-data reply while a 2 MB body still streams (552 relayed, an
 early 250 becomes 451, posternd keeps serving); a backend trickling the final
 reply is dropped at backend_data; a paced 20 MB upload that outlasts
 backend_command is delivered.
+
+And the relay's setup steps (relay_smtp.c rs_steps[]): HELO after a refused
+EHLO; STARTTLS, EHLO, XCLIENT, EHLO in that order; RSET after a refused DATA;
+each command kind's timeout names what it waited for (rs_kinds[]).
 """
 
 import time
@@ -276,3 +280,89 @@ def test_slow_20mb_upload_delivered(make_fs, make_posternd, idle):
     assert got[0]["data"] is not None and got[0]["data"].endswith(msg), \
         "the message was altered (size %d, sent %d)" % (got[0]["size"], len(msg))
     assert d.alive()
+
+
+# ------------------------- e. the relay's setup steps and their timeouts ---
+
+def relay_commands(be):
+    """The command lines of the first connection that carried a MAIL (not
+    posternd's start-up probe, which says EHLO and QUIT)"""
+    with be.lock:
+        cmds = list(be.commands)
+    conn = next(n for n, c in cmds if c.upper().startswith("MAIL"))
+    return [c for n, c in cmds if n == conn]
+
+
+def verbs(be):
+    """The verbs of relay_commands(be), in order"""
+    return [c.split(" ", 1)[0].upper() for c in relay_commands(be)]
+
+
+def test_helo_fallback(make_fs, make_posternd):
+    """A backend that refuses EHLO (502) gets HELO, and the message."""
+    be = make_fs(refuse_ehlo=True)
+    d = make_posternd(be.backend, overrides=OVR)
+    c = fs.RecordingClient(d.port, timeout=20)
+    r = c.transaction("helo@client.test", RCPTS[:1], fs.make_message("<helo@client.test>"))
+    c.quit()
+    assert r.decided_ok, r
+    assert verbs(be)[:3] == ["EHLO", "HELO", "MAIL"], be.seen_commands
+    assert [m["mail_from"] for m in be.delivered()] == ["helo@client.test"]
+
+
+def test_starttls_then_xclient_steps(make_fs, make_posternd, workdir):
+    """STARTTLS (offered, opportunistic), EHLO over TLS, XCLIENT, EHLO with
+    the client's name: in that order, each once."""
+    import pxtransport as pt
+    cert, key = pt.make_cert(workdir / "fscert", "backend.test")
+    be = make_fs(tls=(cert, key), ehlo=fs.DEFAULT_EHLO + ("XCLIENT NAME ADDR PORT HELO PROTO",))
+    d = make_posternd(be.backend, overrides=OVR,
+                      settings={"backend_tls": {"mode": "opportunistic"}})
+    c = fs.RecordingClient(d.port, timeout=20, helo="client.test")
+    r = c.transaction("steps@client.test", RCPTS[:1], fs.make_message("<steps@client.test>"))
+    c.quit()
+    assert r.decided_ok, r
+    assert verbs(be)[:6] == ["EHLO", "STARTTLS", "EHLO", "XCLIENT", "EHLO", "MAIL"], \
+        be.seen_commands
+    assert relay_commands(be)[4] == "EHLO client.test", be.seen_commands
+    assert len(be.sni) == 1, be.sni
+    assert d.grep(r"relay tls version=TLSv1\.[23] ")
+    assert d.grep(r"relay forward=xclient client=127\.0\.0\.1")
+
+
+def test_refused_data_resets_the_backend_transaction(make_fs, make_posternd):
+    """A refused DATA ends no transaction at the backend: the relay sends
+    RSET, so the next MAIL on the same link is not a "nested MAIL"."""
+    be = make_fs()
+    d = make_posternd(be.backend, overrides=OVR)
+    c = fs.RecordingClient(d.port, timeout=20)
+    r1 = c.transaction("first@client.test", ["data-tempfail@example.test"],
+                       fs.make_message("<refused@client.test>"))
+    r2 = c.transaction("second@client.test", RCPTS[:1], fs.make_message("<next@client.test>"))
+    c.quit()
+    assert r1.final is not None and r1.final.code == 451, r1    # DATA refused at the backend
+    assert r2.decided_ok, r2
+    assert be.sessions == 2, be.sessions                        # the probe, then the relay
+    v = verbs(be)
+    assert v[v.index("DATA") + 1] == "RSET", be.seen_commands
+    assert [m["mail_from"] for m in be.delivered()] == ["second@client.test"]
+
+
+@pytest.mark.parametrize("local,word", [("stall-rcpt", "the reply to RCPT"),
+                                        ("stall-data", "the reply to DATA"),
+                                        ("stall-eod", "the reply to the end of data")])
+def test_timeout_names_what_it_waited_for(make_fs, make_posternd, local, word):
+    """Each command kind's timeout (rs_kinds[]): a 4xx naming what the relay
+    waited for, and a log line with cmd=."""
+    be = make_fs()
+    d = make_posternd(be.backend, overrides=OVR)
+    c = fs.RecordingClient(d.port, timeout=20)
+    r = c.transaction("stall@client.test", [local + "@example.test"],
+                      fs.make_message("<%s@client.test>" % local), final_timeout=15)
+    c.quit()
+    got = [x for x in (r.rcpt_replies[0], r.data, r.final) if x is not None and x.code >= 400]
+    assert got and 400 <= got[0].code < 500, r
+    assert any(word in l for l in got[0].lines), got[0]
+    assert d.wait_log(r'relay error backend=\S+ state=ready cmd=\S+ reason="backend timed '
+                      r'out waiting for %s \(\d+ ms\)"' % word)
+    assert be.delivered() == []

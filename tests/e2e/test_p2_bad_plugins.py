@@ -46,9 +46,20 @@ def names_plugin(stderr, name, path, why):
     return False
 
 
+def host_abi():
+    """PX_ABI_MAJOR and PX_ABI_MINOR of the public header the host was built with."""
+    src = os.environ.get("TOP_SRCDIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+    with open(os.path.join(src, "include", "postern", "plugin.h")) as f:
+        text = f.read()
+    return tuple(int(re.search(r"#define PX_ABI_%s (\d+)" % k, text).group(1))
+                 for k in ("MAJOR", "MINOR"))
+
+
+MAJOR, MINOR = host_abi()
+HOST = r"this host's ABI %d\.%d" % (MAJOR, MINOR)
 ABI_CASES = [
-    ("badmajor", r"ABI 2\.0 is not compatible with this host's ABI 1\.1"),
-    ("newminor", r"ABI 1\.2 is not compatible with this host's ABI 1\.1"),
+    ("badmajor", r"ABI %d\.0 is not compatible with %s" % (MAJOR + 1, HOST)),
+    ("newminor", r"ABI %d\.%d is not compatible with %s" % (MAJOR, MINOR + 1, HOST)),
     ("nosymbol", r"does not export px_plugin"),
 ]
 

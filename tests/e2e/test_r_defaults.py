@@ -13,9 +13,7 @@ import os
 import re
 import signal
 import socket
-import ssl
 import subprocess
-import threading
 
 import pytest
 
@@ -27,23 +25,6 @@ LINE = (bytes(range(0x21, 0x7f)) * 60)[:4998] + b"\r\n"
 DOT_LINE = b"." + LINE[1:]
 BODY = b"short line\r\n" + LINE + DOT_LINE + b"last line\r\n"
 assert len(LINE) == len(DOT_LINE) == 5000
-
-
-def bdat_session(port, sender, chunks, rcpt="user@example.test"):
-    """EHLO, MAIL, RCPT, then each chunk as BDAT (the last with LAST);
-    the replies to the BDAT commands."""
-    with px.SmtpClient(port) as c:
-        c.greeting()
-        assert "CHUNKING" in px.ehlo_keywords(c.ehlo())
-        assert c.cmd("MAIL FROM:<%s>" % sender).code == 250
-        assert c.cmd("RCPT TO:<%s>" % rcpt).code == 250
-        replies = []
-        for i, chunk in enumerate(chunks):
-            last = b" LAST" if i == len(chunks) - 1 else b""
-            c.send(b"BDAT %d%s\r\n" % (len(chunk), last) + chunk)
-            replies.append(c.reply())
-        c.quit()
-    return replies
 
 
 def split_at(data, *cuts):
@@ -77,7 +58,7 @@ def test_long_line_bdat_relayed_byte_for_byte(make_fault_backend, make_posternd)
     d = make_posternd("smtp:" + be.address)
     msg = px.make_message(subject="long bdat", body=BODY)
     cr = msg.index(LINE) + len(LINE) - 1                       # the LF of LINE
-    replies = bdat_session(d.port, "long-bdat@client.test",
+    replies = px.bdat_session(d.port, "long-bdat@client.test",
                            split_at(msg, msg.index(LINE) + 2000, cr, cr + 1000))
     assert [r.code for r in replies] == [250, 250, 250, 250], replies
     assert len(be.accepted) == 1
@@ -91,7 +72,7 @@ def test_long_line_refused_with_setting(sink, make_posternd):
     res = px.send_message(d.port, msg, mail_from="strict-data@client.test")
     assert res["final"].code == 554 and res["final"].lines[0].startswith("5.6.0"), res
     assert "1000" in res["final"].text
-    replies = bdat_session(d.port, "strict-bdat@client.test", split_at(msg, 700))
+    replies = px.bdat_session(d.port, "strict-bdat@client.test", split_at(msg, 700))
     assert replies[0].code == 250, replies
     assert replies[1].code == 554 and replies[1].lines[0].startswith("5.6.0"), replies
     # 998 characters and CRLF is the RFC's limit: still fine
@@ -113,7 +94,7 @@ def ehlo_size(port):
 
 
 def test_ehlo_size_is_the_backends_when_smaller(make_fault_backend, make_posternd):
-    be = make_fault_backend(ehlo_extra=("PIPELINING", "8BITMIME", "SIZE 20000",
+    be = make_fault_backend(ehlo=("PIPELINING", "8BITMIME", "SIZE 20000",
                                         "ENHANCEDSTATUSCODES"))
     d = make_posternd("smtp:" + be.address)      # ours: 50M
     assert ehlo_size(d.port) == "20000"
@@ -130,7 +111,7 @@ def test_ehlo_size_is_the_backends_when_smaller(make_fault_backend, make_postern
 
 
 def test_ehlo_size_is_ours_when_smaller(make_fault_backend, make_posternd):
-    be = make_fault_backend(ehlo_extra=("PIPELINING", "SIZE 1000000"))
+    be = make_fault_backend(ehlo=("PIPELINING", "SIZE 1000000"))
     d = make_posternd("smtp:" + be.address, settings={"limits": {"message_size_max": "10k"}})
     assert ehlo_size(d.port) == "10240"
     be0 = make_fault_backend()                   # "SIZE 0": no limit of its own
@@ -172,7 +153,7 @@ def xclient_lines(be):
 
 
 def test_xclient_no_port_when_unknown(make_fault_backend, make_posternd):
-    be = make_fault_backend(ehlo_extra=("PIPELINING", "8BITMIME",
+    be = make_fault_backend(ehlo=("PIPELINING", "8BITMIME",
                                         "XCLIENT NAME ADDR PORT PROTO HELO"))
     d = make_posternd("smtp:" + be.address, settings={"xclient_sources": ["127.0.0.1/32"]})
     # a direct client: its port is known and sent
@@ -197,7 +178,7 @@ def test_xclient_no_port_when_unknown(make_fault_backend, make_posternd):
 
 
 def test_xclient_only_listed_attributes(make_fault_backend, make_posternd):
-    be = make_fault_backend(ehlo_extra=("PIPELINING", "XCLIENT NAME ADDR"))
+    be = make_fault_backend(ehlo=("PIPELINING", "XCLIENT NAME ADDR"))
     d = make_posternd("smtp:" + be.address)
     assert px.send_message(d.port, px.make_message(), mail_from="listed@client.test")[
         "final"].code == 250
@@ -265,104 +246,21 @@ def ip_cert(directory):
     return cert, key
 
 
-class TlsBackend:
-    """A minimal STARTTLS SMTP backend that records the SNI name of every
-    TLS session (None when the client sent none) and the senders it took."""
-
-    def __init__(self, cert, key):
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(cert, key)
-        self.ctx.sni_callback = lambda sock, name, ctx: self.sni.append(name)
-        self.sni, self.senders = [], []
-        self.lsock = socket.create_server((px.HOST, 0))
-        self.lsock.settimeout(0.2)
-        self.port = self.lsock.getsockname()[1]
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.stop_event.set()
-        self.thread.join(timeout=px.STOP_WAIT)
-        self.lsock.close()
-
-    def _accept(self):
-        while not self.stop_event.is_set():
-            try:
-                conn, _ = self.lsock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            conn.settimeout(10)
-            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
-
-    def _session(self, sock):
-        buf, tls = [b""], False
-
-        def line():
-            for _ in range(10000):
-                if b"\n" in buf[0]:
-                    l, _, buf[0] = buf[0].partition(b"\n")
-                    return l.rstrip(b"\r")
-                d = sock.recv(65536)
-                if not d:
-                    return None
-                buf[0] += d
-            return None
-
-        def send(*lines):
-            sock.sendall(b"".join(b"%s%s%s\r\n" % (l[:3], b" " if i == len(lines) - 1 else b"-",
-                                                    l[4:]) for i, l in enumerate(lines)))
-        try:
-            send(b"220 tls.test ESMTP")
-            for _ in range(1000):
-                l = line()
-                if l is None:
-                    return
-                verb = l.split(b" ")[0].upper()
-                if verb == b"EHLO":
-                    send(b"250 tls.test", *([] if tls else [b"250 STARTTLS"]), b"250 8BITMIME")
-                elif verb == b"STARTTLS":
-                    send(b"220 2.0.0 go ahead")
-                    sock = self.ctx.wrap_socket(sock, server_side=True)
-                    buf[0], tls = b"", True
-                elif verb == b"MAIL":
-                    self.senders.append(l.decode())
-                    send(b"250 2.1.0 Ok")
-                elif verb == b"DATA":
-                    send(b"354 go")
-                    while line() not in (b".", None):
-                        pass
-                    send(b"250 2.0.0 Ok: queued")
-                elif verb == b"QUIT":
-                    send(b"221 2.0.0 Bye")
-                    return
-                else:
-                    send(b"250 2.0.0 Ok")
-        except (OSError, ssl.SSLError):
-            return
-        finally:
-            sock.close()
-
-
-def test_no_sni_for_an_ip_literal(make_posternd, workdir):
+def test_no_sni_for_an_ip_literal(make_posternd, make_fault_backend, workdir):
     cert, key = ip_cert(str(workdir / "ipcert"))
-    be = TlsBackend(cert, key)
-    try:
-        # the backend named by its address, verified against the IP in the certificate
-        d = make_posternd("smtp:127.0.0.1:%d" % be.port, settings={
-            "backend_tls": {"mode": "required", "verify": True, "ca_file": cert}})
-        res = px.send_message(d.port, px.make_message(), mail_from="ip-sni@client.test")
-        assert res["final"].code == 250, res["final"]
-        assert d.grep(r"relay tls version=TLSv1\.[23] cipher=\S+ bits=\d+ verified=yes")
-        assert be.sni == [None], be.sni
-        # a server_name that is a host name still goes out as SNI
-        d2 = make_posternd("smtp:127.0.0.1:%d" % be.port, settings={
-            "backend_tls": {"mode": "required", "verify": True, "ca_file": cert,
-                            "server_name": "backend.test"}})
-        res = px.send_message(d2.port, px.make_message(), mail_from="name-sni@client.test")
-        assert res["final"].code == 250, res["final"]
-        assert be.sni == [None, "backend.test"], be.sni
-    finally:
-        be.stop()
+    be = make_fault_backend(ehlo=("8BITMIME",), tls=(cert, key))
+    # the backend named by its address, verified against the IP in the certificate
+    d = make_posternd("smtp:127.0.0.1:%d" % be.port, settings={
+        "backend_tls": {"mode": "required", "verify": True, "ca_file": cert}})
+    res = px.send_message(d.port, px.make_message(), mail_from="ip-sni@client.test")
+    assert res["final"].code == 250, res["final"]
+    assert d.grep(r"relay tls version=TLSv1\.[23] cipher=\S+ bits=\d+ verified=yes")
+    assert be.sni == [None], be.sni
+    # a server_name that is a host name still goes out as SNI
+    d2 = make_posternd("smtp:127.0.0.1:%d" % be.port, settings={
+        "backend_tls": {"mode": "required", "verify": True, "ca_file": cert,
+                        "server_name": "backend.test"}})
+    res = px.send_message(d2.port, px.make_message(), mail_from="name-sni@client.test")
+    assert res["final"].code == 250, res["final"]
+    assert be.sni == [None, "backend.test"], be.sni
+    assert [m["mail_from"] for m in be.accepted] == ["ip-sni@client.test", "name-sni@client.test"]

@@ -11,28 +11,11 @@ import re
 import pxtest as px
 
 
-def bdat_session(port, sender, chunks, rcpt="user@example.test"):
-    """EHLO, MAIL, RCPT, then each chunk as BDAT (the last with LAST).
-    Returns the replies to the BDAT commands."""
-    with px.SmtpClient(port) as c:
-        c.greeting()
-        assert "CHUNKING" in px.ehlo_keywords(c.ehlo())
-        assert c.cmd("MAIL FROM:<%s>" % sender).code == 250
-        assert c.cmd("RCPT TO:<%s>" % rcpt).code == 250
-        replies = []
-        for i, chunk in enumerate(chunks):
-            last = " LAST" if i == len(chunks) - 1 else ""
-            c.send(b"BDAT %d%s\r\n" % (len(chunk), last.encode()) + chunk)
-            replies.append(c.reply())
-        c.quit()
-    return replies
-
-
 def test_bdat_to_backend_without_chunking_becomes_data(make_fault_backend, make_posternd):
     be = make_fault_backend()                   # its EHLO has no CHUNKING
     d = make_posternd("smtp:" + be.address)
     msg = px.make_message(subject="chunks", body=b".leading dot\r\n..two dots\r\n.\r\nend\r\n")
-    replies = bdat_session(d.port, "bdat1@client.test", [msg[:50], msg[50:90], msg[90:]])
+    replies = px.bdat_session(d.port, "bdat1@client.test", [msg[:50], msg[50:90], msg[90:]])
     assert [r.code for r in replies] == [250, 250, 250], replies
     assert replies[0].lines[0].startswith("2.0.0")
     assert len(be.accepted) == 1
@@ -48,7 +31,7 @@ def test_bdat_to_backend_with_chunking_stays_bdat(postfix_backend, make_posternd
     d = make_posternd("smtp:127.0.0.1:%d" % pf.port)
     sender = "bdat2-%s@client.test" % os.path.basename(d.workdir)
     msg = px.make_message(subject="chunks to postfix")
-    replies = bdat_session(d.port, sender, [msg[:100], msg[100:]])
+    replies = px.bdat_session(d.port, sender, [msg[:100], msg[100:]])
     assert [r.code for r in replies] == [250, 250], replies
     got = sink.wait_for(1, mail_from=sender)
     assert len(got) == 1
@@ -91,7 +74,7 @@ def test_missing_last_delivers_nothing(sink, make_posternd):
         assert c.reply().code == 250
         assert c.cmd("QUIT").code == 221
     # a finished message on another connection, then: only it is there
-    assert bdat_session(d.port, "withlast@client.test", [msg])[0].code == 250
+    assert px.bdat_session(d.port, "withlast@client.test", [msg])[0].code == 250
     assert len(sink.wait_for(1, mail_from="withlast@client.test")) == 1
     assert sink.find(mail_from="nolast2@client.test") == []
 
@@ -102,7 +85,7 @@ def test_bdat_checks_bare_lf_nul_size(sink, make_posternd):
              (b"Subject: a\r\n\r\nnul\x00byte\r\n", 554, "5.6.0"),
              (b"Subject: a\r\n\r\n" + b"z" * 5000 + b"\r\n", 552, "5.3.4")]
     for i, (body, code, esc) in enumerate(cases):
-        replies = bdat_session(d.port, "check%d@client.test" % i, [body[:10], body[10:]])
+        replies = px.bdat_session(d.port, "check%d@client.test" % i, [body[:10], body[10:]])
         assert replies[0].code == 250
         assert replies[1].code == code and replies[1].lines[0].startswith(esc), replies
         assert sink.find(mail_from="check%d@client.test" % i) == []
@@ -132,7 +115,7 @@ def test_bdat_out_of_place_consumes_its_chunk(sink, make_posternd):
 def test_bdat_zero_length_last(sink, make_posternd):
     d = make_posternd("smtp:" + sink.address)
     msg = px.make_message(subject="zero last")
-    replies = bdat_session(d.port, "zero@client.test", [msg, b""])
+    replies = px.bdat_session(d.port, "zero@client.test", [msg, b""])
     assert [r.code for r in replies] == [250, 250], replies
     got = sink.wait_for(1, mail_from="zero@client.test")
     assert px.pop_header_field(got[0].content)[1] == px.normalise(msg)
