@@ -34,7 +34,9 @@
  * DIAGNOSTICS
  *	SID plugin name=N stage=S verdict=V ms=T
  *	SID plugin name=N stage=S error=timeout|invalid-verdict|busy|overloaded|
- *	    pool-full|out-of-memory action=tempfail|accept
+ *	    pool-full|out-of-memory|store action=tempfail|accept
+ *	    (store: the hook answered PX_VERDICT_COUNT, "failed", after a
+ *	    store call failed in it; filters/store_host.c)
  *	SID monitor would=V plugin=N reply="..."
  *	SID plugin=N stage=S late=yes stuck=yes pool_threads=.. pool_stuck=.. pool_min=.. pool_max=..
  *	SID plugin=N stage=S late=yes verdict=V|resume=V ms=T dropped=yes
@@ -290,11 +292,12 @@ static void on_error(struct px_run *r, unsigned idx, const char *what)
 }
 
 /* answer - the run takes a call's verdict (hook return or resume) */
-static void answer(struct px_run *r, unsigned idx, enum px_verdict v, long ms)
+static void answer(struct px_run *r, unsigned idx, enum px_verdict v, long ms,
+		   const char *failed)
 {
 	evtimer_del(r->timer);
-	if ((unsigned)v >= PX_VERDICT_COUNT || v == PX_PENDING)
-		on_error(r, idx, "invalid-verdict");
+	if ((unsigned)v >= PX_VERDICT_COUNT || v == PX_PENDING)  /* failed: a service said so */
+		on_error(r, idx, failed && v == PX_VERDICT_COUNT ? failed : "invalid-verdict");
 	else
 		conclude(r, idx, v, ms);
 }
@@ -333,6 +336,7 @@ static void call_finish(struct px_call *c, enum px_verdict v, int resumed)
 	struct px_run *r = c->run;
 	unsigned idx = c->inv.plugin;
 	long ms = elapsed_ms(&c->t0);
+	const char *failed = c->inv.failed;   /* static strings: they outlive c */
 
 	if (r != NULL) {
 		c->run = NULL;
@@ -344,7 +348,7 @@ static void call_finish(struct px_call *c, enum px_verdict v, int resumed)
 	}
 	call_end(c);                  /* first: the plugin is free for its next call */
 	if (r != NULL)
-		answer(r, idx, v, ms);
+		answer(r, idx, v, ms, failed);
 }
 
 /* call_work - on a worker thread */

@@ -18,7 +18,9 @@
 
 #include "common/log.h"
 #include "chain.h"
+#include "resolver.h"
 #include "spool.h"
+#include "store.h"
 #include "txn.h"
 
 const char *const px_stage_names[PX_STAGE_COUNT] = {
@@ -724,6 +726,115 @@ static void **host_slot(struct px_txn *handle)
 	return &h->txn->plugins[h->plugin].slot;
 }
 
+/* ------------------------------------------------------ DNS, results (1.2) */
+
+/* host_dns_query - blocking; any thread but an event loop's; txn may be NULL */
+static enum px_dns_status host_dns_query(struct px_txn *handle, const char *name, int type,
+					 struct px_dns_answer **ans)
+{
+	return px_dns_lookup(name, type, ans);
+}
+
+/* An asynchronous lookup holds a reference on its txn until the answer has
+ * been handed over, so the txn outlives a session that ends first */
+struct dns_wait {
+	px_dns_cb cb;
+	void *arg;
+	struct px_txn *t;         /* referenced; NULL for txn NULL */
+};
+
+/* dns_wait_done - on the session's loop (or the resolver's thread) */
+static void dns_wait_done(void *arg, struct px_dns_answer *ans)
+{
+	struct dns_wait *w = arg;
+
+	w->cb(w->arg, ans);
+	px_txn_unref(w->t);
+	free(w);
+}
+
+/* dns_wait_drop - the resolver stopped before the answer could be delivered */
+static void dns_wait_drop(void *arg)
+{
+	struct dns_wait *w = arg;
+
+	px_txn_unref(w->t);
+	free(w);
+}
+
+static int host_dns_query_async(struct px_txn *handle, const char *name, int type,
+				px_dns_cb cb, void *arg)
+{
+	const struct px_txn_handle *h = (const struct px_txn_handle *)(const void *)handle;
+	struct dns_wait *w;
+	struct event_base *base = NULL;
+
+	if (cb == NULL || (w = calloc(1, sizeof(*w))) == NULL)
+		return -1;
+	w->cb = cb;
+	w->arg = arg;
+	if (h != NULL) {
+		w->t = px_txn_ref(h->txn);
+		base = px_txn_base(h->txn);
+	}
+	if (px_dns_lookup_async(base, name, type, dns_wait_done, dns_wait_drop, w) < 0) {
+		px_txn_unref(w->t);
+		free(w);
+		return -1;
+	}
+	return 0;
+}
+
+/* host_result_count - results recorded so far, for a live call */
+static size_t host_result_count(struct px_txn *handle)
+{
+	struct svc s;
+	struct px_txn *t = svc_enter(handle, &s);
+	const struct px_result *r;
+	size_t n = 0;
+
+	if (s.st == SVC_LIVE)
+		for (r = t->results; r != NULL; r = r->next)
+			n++;
+	svc_leave(&s);
+	return n;
+}
+
+/* host_result_at - the i-th, as copies owned by the call */
+static int host_result_at(struct px_txn *handle, size_t i, const char **plugin,
+			  const char **method, const char **result, const char **props)
+{
+	struct svc s;
+	struct px_txn *t = svc_enter(handle, &s);
+	const struct px_result *r = NULL;
+	const char *name;
+	int rc = -1;
+
+	if (s.st == SVC_LIVE)
+		for (r = t->results; r != NULL && i > 0; r = r->next)
+			i--;
+	if (r != NULL) {
+		name = t->chain != NULL ? t->chain->v[r->plugin].name : "";
+		*plugin = mem_strndup(s.mem, name, strlen(name));
+		*method = mem_strndup(s.mem, r->method, strlen(r->method));
+		*result = mem_strndup(s.mem, r->result, strlen(r->result));
+		*props = mem_strndup(s.mem, r->props ? r->props : "", r->props ? strlen(r->props) : 0);
+		rc = *plugin && *method && *result && *props ? 0 : -1;
+	}
+	svc_leave(&s);
+	return rc;
+}
+
+void px_txn_set_base(struct px_txn *t, struct event_base *base)
+{
+	__atomic_store_n(&t->base, base, __ATOMIC_RELEASE);
+}
+
+struct event_base *px_txn_base(struct px_txn *t)
+{
+	return __atomic_load_n(&t->base, __ATOMIC_ACQUIRE);
+}
+
 static const struct px_host host = {
 	.abi_major = PX_ABI_MAJOR,
 	.abi_minor = PX_ABI_MINOR,
@@ -742,6 +853,15 @@ static const struct px_host host = {
 	.resume = px_chain_resume,
 	.pending = px_chain_pending,
 	.resume_call = px_chain_resume_call,
+	.dns_query = host_dns_query,
+	.dns_free = px_dns_answer_free,
+	.dns_query_async = host_dns_query_async,
+	.result_count = host_result_count,
+	.result_at = host_result_at,
+	.store_get = px_host_store_get,
+	.store_set = px_host_store_set,
+	.store_incr = px_host_store_incr,
+	.store_del = px_host_store_del,
 };
 
 const struct px_host *px_host_services(void)

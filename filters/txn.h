@@ -46,6 +46,7 @@ enum px_stage {
 };
 extern const char *const px_stage_names[PX_STAGE_COUNT];
 
+struct event_base;
 struct px_chain;
 struct px_spool;
 
@@ -84,6 +85,8 @@ struct px_invocation {
 	int resumed;
 	enum px_verdict resume_verdict;
 	struct px_mem *mem;       /* copies handed to the hook (get, header_at) */
+	const char *failed;       /* a host service that failed in this call ("store"):
+				     an error verdict is then logged error=store */
 };
 
 /* What a plugin is handed as its struct px_txn * */
@@ -136,6 +139,8 @@ struct px_txn {
 	struct px_policy_view view;     /* the transaction's (its first recipient's) */
 	int have_view;
 	int txn_allowed;          /* allow-listed sender or network: no chain */
+	struct event_base *base;  /* the session's event loop: dns_query_async answers
+				     there (NULL: on the resolver's thread) */
 };
 
 /* px_txn_new - one reference; chain may be NULL (no plugins) */
@@ -156,6 +161,11 @@ int px_txn_add_rcpt(struct px_txn *t, const char *rcpt);     /* accepted */
 int px_txn_set_message(struct px_txn *t, struct px_spool *spool);
 /* px_txn_reset - end the transaction: on_reset for every plugin, then clear */
 void px_txn_reset(struct px_txn *t);
+
+/* px_txn_set_base - the event loop the session runs on (atomic; set by the
+ * front end before any hook may ask for an asynchronous lookup) */
+void px_txn_set_base(struct px_txn *t, struct event_base *base);
+struct event_base *px_txn_base(struct px_txn *t);
 
 /* px_txn_tag - the policy's "tag": X-Postern-Tag: WHAT */
 void px_txn_tag(struct px_txn *t, const char *what);

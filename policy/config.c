@@ -34,6 +34,7 @@
 #include "config_plugins.h"
 #include "config_policy.h"
 #include "filters/chain.h"
+#include "filters/store.h"
 #include "policy.h"
 
 #include "common/log.h"
@@ -152,6 +153,8 @@ static void build_timeouts(struct px_timeouts *t, cfg_t *sec)
 	t->backend_connect = (unsigned)cfg_getint(sec, "backend_connect");
 	t->backend_command = (unsigned)cfg_getint(sec, "backend_command");
 	t->backend_data = (unsigned)cfg_getint(sec, "backend_data");
+	t->dns = (unsigned)cfg_getint(sec, "dns");
+	t->store = (unsigned)cfg_getint(sec, "store");
 }
 
 /* build_workers - 0 means one per online core */
@@ -170,12 +173,21 @@ static int build_strings(struct px_config *conf, cfg_t *cfg)
 	conf->hostname = strdup(cfg_getstr(cfg, "hostname"));
 	conf->spool_dir = strdup(cfg_getstr(cfg, "spool_dir"));
 	conf->greeting = strdup(cfg_getstr(cfg, "greeting"));
-	return conf->hostname && conf->spool_dir && conf->greeting ? 0 : -1;
+	if (conf->spool_dir != NULL) {
+		char dflt[4200];
+		const char *st = cfg_getstr(cfg, "store");
+
+		conf->store = strdup(st && *st ? st : px_store_default_spec(conf->spool_dir, dflt,
+									     sizeof(dflt)));
+	}
+	return conf->hostname && conf->spool_dir && conf->greeting && conf->store ? 0 : -1;
 }
 
 /* config_fill - every struct field from the merged, normalized cfg */
 static int config_fill(struct px_config *conf, cfg_t *cfg, char *err, size_t errlen)
 {
+	size_t n;
+
 	conf->workers = build_workers(cfg);
 	conf->log_level = px_log_level_parse(cfg_getstr(cfg, "log_level"));
 	conf->vrfy_enabled = cfg_getbool(cfg, "vrfy") == cfg_true;
@@ -186,6 +198,9 @@ static int config_fill(struct px_config *conf, cfg_t *cfg, char *err, size_t err
 	if (dup_list(cfg, "listen", &conf->listen, &conf->nlisten) < 0)
 		return -1;
 	if (dup_list(cfg, "relay_domains", &conf->relay_domains, &conf->nrelay_domains) < 0)
+		return -1;
+	conf->dns.timeout_ms = conf->timeouts.dns;
+	if (dup_list(cfg, "dns_forward", &conf->dns.forward, &n) < 0)
 		return -1;
 	if (px_config_transport_build(conf, cfg, err, errlen) < 0)
 		return -1;
@@ -206,8 +221,10 @@ static void config_free(struct px_config *conf)
 	free_list(conf->listen);
 	backend_free(&conf->backend);
 	free_list(conf->relay_domains);
+	free_list(conf->dns.forward);
 	free(conf->trusted_networks);
 	free(conf->spool_dir);
+	free(conf->store);
 	free(conf->greeting);
 	px_config_transport_free(conf);
 	if (conf->cfg) {
@@ -313,6 +330,7 @@ int px_config_load(const char *path, const char *const *overrides, size_t noverr
 	px_config_hook hook;
 	struct config_errors errs = { .buf = err, .size = errlen };
 	struct px_config *conf;
+	char why[256];
 
 	*out = NULL;
 	if (err && errlen)
@@ -331,6 +349,9 @@ int px_config_load(const char *path, const char *const *overrides, size_t noverr
 	if (!conf)
 		return -1;
 	conf->generation = __atomic_add_fetch(&config_generation, 1, __ATOMIC_RELAXED);
+	px_resolver_defaults(&conf->dns);   /* a resolver started on first use (postern test) */
+	if (px_store_use(conf->store, conf->timeouts.store, why, sizeof(why)) < 0)   /* lazy */
+		px_log(PX_LOG_ERR, NULL, "store spec=%s error=\"%s\"", conf->store, why);
 	if ((hook = __atomic_load_n(&load_hook, __ATOMIC_ACQUIRE)) != NULL)
 		hook(conf);
 	*out = conf;

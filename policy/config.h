@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 #include "common/netaddr.h"
 #include "common/units.h"   /* px_parse_duration_ms, px_parse_size */
+#include "filters/resolver.h"          /* struct px_resolver_conf */
 #include "policy/config_transport.h"   /* struct px_transport, px_listener */
 
 struct px_chain;
@@ -69,6 +70,8 @@ struct px_timeouts {                    /* all in milliseconds */
 	unsigned backend_connect;
 	unsigned backend_command;       /* each backend reply to a command */
 	unsigned backend_data;          /* backend reply after end of data */
+	unsigned dns;                   /* each DNS lookup (also dns.timeout_ms) */
+	unsigned store;                 /* each store call (filters/store.h) */
 };
 
 struct px_config {
@@ -86,6 +89,7 @@ struct px_config {
 	struct px_cidr *trusted_networks;
 	size_t ntrusted_networks;
 	char *spool_dir;
+	char *store;                    /* the store's spec; default lmdb:SPOOL_DIR/store */
 	int log_level;                  /* enum px_log_level */
 	char *greeting;                 /* text after "220 hostname " */
 	int vrfy_enabled;               /* 0: VRFY answers 252 */
@@ -93,6 +97,7 @@ struct px_config {
 	struct px_limits limits;
 	struct px_timeouts timeouts;
 	struct px_transport transport;  /* policy/config_transport.h */
+	struct px_resolver_conf dns;    /* dns_forward (NULL-terminated), timeouts.dns */
 
 	void *cfg;                      /* the merged cfg_t, for later sections and dumps */
 

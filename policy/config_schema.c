@@ -17,6 +17,7 @@
 #include "autoconfig.h"
 #endif
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 #include "common/log.h"
 #include "common/netaddr.h"
 #include "common/units.h"
+#include "filters/store.h"
 #include "policy/config.h"
 
 /* ------------------------------------------------------ numeric options */
@@ -52,6 +54,8 @@ static const struct num_rule num_rules[] = {
 	{ "timeouts", "backend_data", NUM_DURATION, 1, MS_DAY },
 	{ "timeouts", "greeting_delay", NUM_DURATION, 0, 5 * MS_MINUTE },
 	{ "timeouts", "proxy_header", NUM_DURATION, 1, MS_HOUR },
+	{ "timeouts", "store", NUM_DURATION, 10, MS_MINUTE },
+	{ "timeouts", "dns", NUM_DURATION, 10, 5 * MS_MINUTE },
 	{ "auth", "failures_max", NUM_COUNT, 1, 100000 },
 	{ "auth", "failure_window", NUM_DURATION, 1, MS_DAY },
 };
@@ -276,6 +280,38 @@ static int cb_domain(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result
 			 domain_valid(value) ? NULL : "not a domain name (example.com or .example.com)");
 }
 
+/* cb_dns_forward - one upstream DNS server: "IP" or "IP@PORT" (v4 or v6) */
+static int cb_dns_forward(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	unsigned char buf[16];
+	char ip[64], *end;
+	const char *at = strchr(value, '@');
+	size_t n = at ? (size_t)(at - value) : strlen(value);
+	unsigned long port = 53;
+
+	if (n == 0 || n >= sizeof(ip))
+		return str_check(cfg, opt, value, result, "not an address (IP or IP@PORT)");
+	memcpy(ip, value, n);
+	ip[n] = '\0';
+	if (at != NULL)
+		port = strtoul(at + 1, &end, 10);
+	if ((at != NULL && (at[1] == '\0' || *end != '\0')) || port == 0 || port > 65535 ||
+	    (inet_pton(AF_INET, ip, buf) != 1 && inet_pton(AF_INET6, ip, buf) != 1))
+		return str_check(cfg, opt, value, result,
+				 "not an address (IP or IP@PORT: 127.0.0.1@5353, ::1)");
+	return str_check(cfg, opt, value, result, NULL);
+}
+
+/* cb_store - lmdb:/PATH or redis://...; "" = lmdb:SPOOL_DIR/store */
+static int cb_store(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	char err[256];
+
+	if (value[0] != '\0' && px_store_check(value, err, sizeof(err)) < 0)
+		return str_check(cfg, opt, value, result, err);
+	return str_check(cfg, opt, value, result, NULL);
+}
+
 /* cb_hostname - a host name (letters, digits, '-', '_', dots) */
 static int cb_hostname(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
@@ -327,6 +363,8 @@ static cfg_opt_t timeouts_opts[] = {
 	CFG_INT_CB("backend_data", 10 * MS_MINUTE, CFGF_NONE, cb_number),
 	CFG_INT_CB("greeting_delay", 0, CFGF_NONE, cb_number),
 	CFG_INT_CB("proxy_header", 10 * MS_SECOND, CFGF_NONE, cb_number),
+	CFG_INT_CB("store", 2 * MS_SECOND, CFGF_NONE, cb_number),
+	CFG_INT_CB("dns", 5 * MS_SECOND, CFGF_NONE, cb_number),
 	CFG_END()
 };
 
@@ -352,6 +390,10 @@ cfg_t *config_cfg_new(void)
 		CFG_STR_CB("log_level", "info", CFGF_NONE, cb_log_level),
 		CFG_STR_CB("greeting", "ESMTP Postern", CFGF_NONE, cb_text),
 		CFG_BOOL("vrfy", cfg_false, CFGF_NONE),
+		/* the resolver (filters/resolver.c): upstream DNS servers; none: resolv.conf */
+		CFG_STR_LIST_CB("dns_forward", NULL, CFGF_NONE, cb_dns_forward),
+		/* the key-value store (filters/store.c): "" = lmdb:SPOOL_DIR/store */
+		CFG_STR_CB("store", "", CFGF_NONE, cb_store),
 		CFG_SEC("limits", limits_opts, CFGF_NONE),
 		CFG_SEC("timeouts", timeouts_opts, CFGF_NONE),
 		/* transport (issue 3): built by config_transport.c */

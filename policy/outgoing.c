@@ -14,7 +14,10 @@
 #include "filters/chain.h"
 #include "outgoing.h"
 
-static const char *const registered[] = { "auth", "iprev", "spf", "dkim", "dmarc", "arc" };
+/* The methods of the Authentication-Results header, in its order: the
+ * message authentication methods first, as DMARC builds on SPF and DKIM
+ * (RFC 7489 11.2), then the client's (iprev, auth), then ARC */
+static const char *const registered[] = { "spf", "dkim", "dmarc", "iprev", "auth", "arc" };
 #define NREGISTERED (sizeof(registered) / sizeof(registered[0]))
 
 /* skip_cfws - spaces, folds and (comments) */
@@ -83,28 +86,70 @@ static int buf_add(char **buf, size_t *len, const char *s)
 	return 0;
 }
 
-/* authres_value - "id; m=r props; ..." or "id; none" */
-static char *authres_value(const struct px_txn *t, const char *id)
+/* is_token - an RFC 8601 method or result: letters, digits, '-', '_' */
+static int is_token(const char *s)
+{
+	if (s == NULL || *s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!(*s >= 'a' && *s <= 'z') && !(*s >= 'A' && *s <= 'Z') &&
+		    !(*s >= '0' && *s <= '9') && *s != '-' && *s != '_')
+			return 0;
+	return 1;
+}
+
+/* props_add - a result's reason and properties, on one line: control
+ * characters (a plugin's CR or LF) become spaces, runs of white space one */
+static int props_add(char **buf, size_t *len, const char *props)
+{
+	char *c = malloc(strlen(props) + 2), *o = c;
+	int rc;
+
+	if (c == NULL)
+		return -1;
+	*o++ = ' ';
+	for (; *props != '\0'; props++) {
+		char ch = (unsigned char)*props < 0x20 || *props == 0x7f ? ' ' : *props;
+
+		if (ch == ' ' && o[-1] == ' ')
+			continue;
+		*o++ = ch;
+	}
+	while (o > c && o[-1] == ' ')
+		o--;
+	*o = '\0';
+	rc = buf_add(buf, len, c);
+	free(c);
+	return rc;
+}
+
+/* px_authres_value - "id; m=r props; ..." or "id; none" */
+char *px_authres_value(const struct px_txn *t, const char *id)
 {
 	const struct px_result *r;
-	char *buf = NULL, item[1024];
+	char *buf = NULL;
 	size_t len = 0, i, n = 0;
 
 	if (buf_add(&buf, &len, id) < 0)
 		return NULL;
 	for (i = 0; i < NREGISTERED; i++) {
 		for (r = t->results; r != NULL; r = r->next) {
-			if (strcasecmp(r->method, registered[i]) != 0)
+			if (strcasecmp(r->method, registered[i]) != 0 || !is_token(r->result))
 				continue;
-			snprintf(item, sizeof(item), ";\r\n\t%s=%s%s%s", registered[i], r->result,
-				 r->props ? " " : "", r->props ? r->props : "");
-			if (buf_add(&buf, &len, item) < 0)
+			if (buf_add(&buf, &len, ";\r\n\t") < 0 ||
+			    buf_add(&buf, &len, registered[i]) < 0 || buf_add(&buf, &len, "=") < 0 ||
+			    buf_add(&buf, &len, r->result) < 0 ||
+			    (r->props != NULL && props_add(&buf, &len, r->props) < 0)) {
+				free(buf);
 				return NULL;
+			}
 			n++;
 		}
 	}
-	if (n == 0 && buf_add(&buf, &len, "; none") < 0)
+	if (n == 0 && buf_add(&buf, &len, "; none") < 0) {
+		free(buf);
 		return NULL;
+	}
 	return buf;
 }
 
@@ -149,7 +194,7 @@ static int fields_build(struct px_txn *t, const struct px_policy *p, struct px_o
 
 	/* with no plugin at all Postern is a plain proxy: only its trace header */
 	if (t->chain != NULL && t->chain->n > 0 &&
-	    out_add(o, "Authentication-Results", authres_value(t, p->authserv_id)) < 0)
+	    out_add(o, "Authentication-Results", px_authres_value(t, p->authserv_id)) < 0)
 		return -1;
 	for (h = t->added; h != NULL; h = h->next)
 		if (out_add(o, h->name, strdup(h->value)) < 0)

@@ -8,9 +8,10 @@
  *	    removed (RFC 8601 section 5), and so is every incoming X-Postern-*
  *	    field (they are ours to set);
  *	  - one Authentication-Results is added when the chain has any plugin
- *	    (with none, Postern is a plain proxy): registered methods (auth,
- *	    iprev, spf, dkim, dmarc, arc) in that fixed order, each in the
- *	    order recorded, or "none";
+ *	    (with none, Postern is a plain proxy): registered methods (spf,
+ *	    dkim, dmarc, iprev, auth, arc) in that fixed order, each in the
+ *	    order recorded, or "none"; a result that is not a token is left
+ *	    out, control characters in properties become spaces;
  *	  - then the headers plugins added, tags and quarantine marks, in order;
  *	  - then, with policy.verdict_headers, X-Postern-Results.
  *	The front end puts its own trace header (Received) above all of them.
@@ -37,6 +38,10 @@ struct px_outgoing {
 int px_outgoing_build(struct px_txn *t, const struct px_policy *p, const char *trace,
 		      struct px_outgoing *out);
 void px_outgoing_free(struct px_outgoing *out);
+
+/* px_authres_value - the value of our Authentication-Results (malloc'd),
+ * "AUTHSERV-ID;\r\n\tspf=pass smtp.mailfrom=...;..." or "AUTHSERV-ID; none" */
+char *px_authres_value(const struct px_txn *t, const char *authserv_id);
 
 /* px_authres_id_is - whether an A-R value starts with this authserv-id */
 int px_authres_id_is(const char *value, size_t len, const char *authserv_id);

@@ -3,6 +3,7 @@
  *	postern - the admin command: check the configuration, test a message
  * SYNOPSIS
  *	postern [-c FILE] [-o key=value]... check [-v]
+ *	postern [-c FILE] [-o key=value]... greylist list | allow WHAT [DURATION] | purge [TEXT]
  *	postern [-c FILE] [-o key=value]... test --client-ip ADDR [--client-name NAME]
  *		[--helo NAME] --from ADDR --rcpt ADDR [--rcpt ADDR]... [--tls] [--login NAME]
  *		< message
@@ -40,6 +41,7 @@
 #include "policy/config.h"
 #include "policy/outgoing.h"
 #include "policy/policy.h"
+#include "greylist_admin.h"
 
 #define DEFAULT_CONFIG SYSCONFDIR "/postern/postern.conf"
 #define MAX_OVERRIDES 256
@@ -77,6 +79,8 @@ static void usage(void)
 		"       postern [-c FILE] [-o key=value]... test --client-ip ADDR [--client-name NAME]\n"
 		"               [--helo NAME] --from ADDR --rcpt ADDR [--rcpt ADDR]... [--tls]\n"
 		"               [--login NAME] < message\n"
+		"       postern [-c FILE] [-o key=value]... greylist list | allow ADDR|DOMAIN\n"
+		"               [DURATION] | purge [TEXT]\n"
 		"(-c and -o may also follow the command)\n"
 		"exit (test): 0 accept, 2 reject, 3 tempfail, 4 discard, 1 error\n");
 	exit(EXIT_ERROR);
@@ -399,7 +403,7 @@ int main(int argc, char **argv)
 	struct test_args targs = { 0 };
 	struct px_config *cfg;
 	char err[16384];
-	int c, rc, verbose = 0;
+	int c, rc, verbose = 0, greylist = 0;
 
 	while ((c = getopt(argc, argv, "+c:o:")) != -1)
 		if (global_opt(c, optarg, &g) < 0)
@@ -411,6 +415,8 @@ int main(int argc, char **argv)
 		parse_test_args(argc - optind, argv + optind, &targs, &g);
 	else if (strcmp(argv[optind], "check") == 0)
 		verbose = parse_check_args(argc - optind, argv + optind, &g);
+	else if (strcmp(argv[optind], "greylist") == 0)
+		greylist = optind + 1;          /* its own arguments (greylist_admin.c) */
 	else
 		usage();
 	if (px_config_load(g.config, g.overrides, g.nov, &cfg, err, sizeof(err)) < 0) {
@@ -420,7 +426,10 @@ int main(int argc, char **argv)
 	px_log_set_level(cfg->log_level < PX_LOG_WARN ? (enum px_log_level)cfg->log_level :
 			 PX_LOG_WARN);
 	signal(SIGPIPE, SIG_IGN);
-	rc = targs.nrcpts ? cmd_test(cfg, &targs) : cmd_check(cfg, verbose);
+	if (greylist)
+		rc = px_greylist_admin(argc - greylist, argv + greylist);
+	else
+		rc = targs.nrcpts ? cmd_test(cfg, &targs) : cmd_check(cfg, verbose);
 	px_config_unref(cfg);
 	px_plugins_unload();
 	return rc;

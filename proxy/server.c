@@ -778,7 +778,8 @@ struct px_server *px_server_new(struct px_config *cfg, const char *path,
 	srv->overrides = overrides;
 	srv->noverrides = noverrides;
 	fd_limit_check(cfg);
-	if (gen_tls(cfg, err, errlen) < 0 || socks_for(srv, cfg, &srv->socks, err, errlen) < 0) {
+	if (px_resolver_start(&cfg->dns, err, errlen) < 0 ||     /* the process's one resolver */
+	    gen_tls(cfg, err, errlen) < 0 || socks_for(srv, cfg, &srv->socks, err, errlen) < 0) {
 		px_server_free(srv);
 		return NULL;
 	}
@@ -941,6 +942,7 @@ static void server_reload(struct px_server *srv)
 	fd_limit_check(cfg);
 	socks_changes(srv, cfg, v, &opened, &closed);
 	old = reload_swap(srv, cfg, v);
+	px_resolver_reconfigure(&cfg->dns);     /* timeouts.dns now; dns_forward at restart */
 	px_log(PX_LOG_INFO, NULL, "reload status=ok generation=%lu previous=%lu listeners=%zu "
 	       "opened=%u closed=%u", cfg->generation, old->generation,
 	       cfg->transport.nlisteners, opened, closed);
@@ -1065,6 +1067,7 @@ int px_server_free(struct px_server *srv)
 		px_log(PX_LOG_WARN, NULL, "stop plugin-hook-still-running=yes");
 		return -1;
 	}
+	px_resolver_stop();     /* before the loops' bases: answers posted there are dropped */
 	for (i = 0; i < srv->nworkers; i++)
 		worker_free(srv, &srv->workers[i]);
 	pthread_mutex_lock(&srv->lock);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "dns_warm.h"
 #include "policy/config.h"
 #include "policy/policy.h"
 #include "server.h"
@@ -104,6 +105,7 @@ void px_session_stage(struct px_session *s, enum px_stage st, px_stage_cont cont
 		px_txn_set_helo(s->ptx, s->pending_helo);
 	if (st == PX_STAGE_MAIL)
 		px_txn_set_mail(s->ptx, s->pending_from);
+	px_dns_warm(s->ptx, s->base, st);   /* its loop; warm the cache at MAIL and data-end */
 	stage_view(s, st, &s->stage_view);
 	if (st == PX_STAGE_RCPT && policy_split(s, &s->stage_view))
 		return;

@@ -59,6 +59,15 @@
  *                    1.0, with host->resume(txn, verdict)
  *
  * ABI history (newest first; keep this list, as Varnish's vrt.h does):
+ *   1.3  the key-value store: host services store_get(), store_set(),
+ *        store_incr(), store_del() (LMDB on one node, Redis for many; keys
+ *        are the plugin's own, the host prefixes them with its name).
+ *   1.2  the resolver: host services dns_query() / dns_free() (a blocking
+ *        lookup through the process's one caching resolver, for hooks on
+ *        workers), dns_query_async() (for hooks that answer PX_PENDING and
+ *        for plugins' own threads), and result_count() / result_at() (the
+ *        results recorded so far in the transaction, so DMARC can read
+ *        SPF's and DKIM's). 1.0 and 1.1 plugins load and run unchanged.
  *   1.1  call lifetimes: host services pending() (the id of the call in
  *        flight, for an answer PX_PENDING) and resume_call() (ends the call
  *        it names; a late or unknown id is dropped and logged). The txn a
@@ -86,7 +95,7 @@ extern "C" {
 #endif
 
 #define PX_ABI_MAJOR 1
-#define PX_ABI_MINOR 1
+#define PX_ABI_MINOR 3
 
 enum px_verdict {
 	PX_NEXT = 0,
@@ -97,7 +106,11 @@ enum px_verdict {
 	PX_QUARANTINE,
 	PX_DISCONNECT,
 	PX_PENDING,
-	PX_VERDICT_COUNT          /* not a verdict: anything >= this is invalid */
+	PX_VERDICT_COUNT          /* not a verdict: anything >= this is invalid and gets
+				     on_error. A hook returns PX_VERDICT_COUNT itself to say
+				     "I failed" (a store call answered PX_STORE_ERROR): its
+				     section's on_error decides (log error=store when a
+				     store call of that hook failed) */
 };
 
 enum px_log_prio { PX_PRIO_ERR = 0, PX_PRIO_WARN, PX_PRIO_INFO, PX_PRIO_DEBUG };
@@ -142,6 +155,62 @@ struct px_option {
 	long long min, max;       /* INT, DURATION (ms), SIZE (bytes); both 0 = no limit */
 	size_t offset;            /* offsetof(struct your_conf, field) */
 	const char *help;         /* one line, shown by `postern check -v` */
+};
+
+/*
+ * DNS (ABI 1.2). One resolver (libunbound) serves the whole process: its
+ * cache is shared by every session and plugin, its upstream is the
+ * `dns_forward` setting (else the system's resolv.conf), and every lookup
+ * is bounded by `timeouts.dns`. The host warms the cache from the event
+ * loop (HELO and MAIL FROM domains' TXT at MAIL, _dmarc and DKIM keys once
+ * the headers are read), so the lookups a library makes from a worker
+ * mostly hit it. No lookup holds a lock that another lookup waits on.
+ */
+enum px_dns_status {
+	PX_DNS_OK = 0,            /* an answer with data (count >= 1) */
+	PX_DNS_NXDOMAIN,          /* the name does not exist */
+	PX_DNS_NODATA,            /* the name exists, no record of that type */
+	PX_DNS_TEMPFAIL,          /* SERVFAIL, timeout, no upstream: try later */
+	PX_DNS_ERROR              /* a bad query (name too long, bad type) */
+};
+
+/* px_dns_answer - one lookup's answer; read-only, freed with dns_free() */
+struct px_dns_answer {
+	enum px_dns_status status;
+	int rcode;                /* the DNS rcode (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN);
+				     2 for a timeout, -1 for PX_DNS_ERROR (not asked) */
+	int type;                 /* the query type (1 A, 16 TXT, 28 AAAA, ...) */
+	unsigned ttl;             /* of the answer's records, seconds */
+	int secure;               /* DNSSEC-validated (only with a trust anchor) */
+	size_t count;             /* records in data[] / len[] */
+	const unsigned char *const *data;   /* each record's rdata, wire format */
+	const size_t *len;
+	const char *canonname;    /* after CNAMEs; NULL when none was followed */
+	const unsigned char *packet;         /* the whole answer packet, wire format */
+	size_t packet_len;        /* (libopendkim's DNS hooks take this) */
+};
+
+/* px_dns_cb - an asynchronous lookup's answer: once, on the event-loop
+ * thread of the session of the txn given (or the resolver's own thread
+ * when txn was NULL); ans is NULL only when out of memory. Free it with
+ * dns_free(). */
+typedef void (*px_dns_cb)(void *arg, struct px_dns_answer *ans);
+
+/*
+ * The key-value store (ABI 1.3): one per process, shared by every session
+ * (and, with Redis, by every node of a cluster): `store = lmdb:/path` (the
+ * default, under the spool directory) or `store = redis://[:PASSWORD@]HOST:PORT/DB`.
+ * Calls block for at most `timeouts.store`: make them from hooks on workers,
+ * never on an event-loop thread (from on_reset/on_close they fail at once).
+ * A plugin's keys are its own: the host prefixes each with "PLUGIN-NAME:"
+ * (px_plugin.name, not the section title); keys are at most 480 bytes with
+ * that prefix, values are bytes (at most 4096). On PX_STORE_ERROR, return
+ * PX_VERDICT_COUNT and let on_error decide.
+ */
+enum px_store_status {
+	PX_STORE_OK = 0,
+	PX_STORE_NOTFOUND,        /* no such key, or it expired */
+	PX_STORE_ERROR            /* the store is down, slow (timeout) or full */
 };
 
 /* Services the host offers. Every call takes the txn the hook was given. */
@@ -221,6 +290,52 @@ struct px_host {
 	 * returns, your thread may use the services on txn; after it, neither
 	 * txn nor the id is yours. */
 	void (*resume_call)(struct px_txn *txn, px_call_id call, enum px_verdict verdict);
+
+	/* ---- ABI 1.2 ---- */
+
+	/* dns_query - look name up (type 1 A, 16 TXT, 15 MX, 28 AAAA, 12 PTR,
+	 * ...), blocking the calling thread for at most timeouts.dns; for
+	 * hooks on workers, and plugins' own threads (txn may be NULL). Returns
+	 * the status, and the answer in *ans (NULL on PX_DNS_ERROR when out of
+	 * memory) that the caller frees with dns_free(). Never call it on an
+	 * event-loop thread (hooks flagged to run there, on_reset, on_close,
+	 * dns_query_async callbacks; on the resolver's own thread it answers
+	 * PX_DNS_ERROR at once): use dns_query_async. */
+	enum px_dns_status (*dns_query)(struct px_txn *txn, const char *name, int type,
+					struct px_dns_answer **ans);
+	void (*dns_free)(struct px_dns_answer *ans);
+	/* dns_query_async - start a lookup; cb(arg, answer) runs once, later
+	 * (never inside this call). 0, or -1 when it could not be started
+	 * (cb is then never called). A txn whose session ends first still
+	 * gets its callback; the txn is then only good for dns_free. */
+	int (*dns_query_async)(struct px_txn *txn, const char *name, int type, px_dns_cb cb,
+			       void *arg);
+	/* result_count / result_at - the results recorded so far in this
+	 * transaction (and at connect/helo for the session), in the order they
+	 * were recorded: plugin name, method, result, props ("" when none).
+	 * The strings live until the call ends. result_at returns 0, or -1
+	 * when i is out of range. */
+	size_t (*result_count)(struct px_txn *txn);
+	int (*result_at)(struct px_txn *txn, size_t i, const char **plugin, const char **method,
+			 const char **result, const char **props);
+
+	/* ---- ABI 1.3 ---- */
+
+	/* store_get - the value of key into buf (at most buflen bytes; *len
+	 * gets its whole length, which may be more: then it is cut) */
+	enum px_store_status (*store_get)(struct px_txn *txn, const char *key, void *buf,
+					  size_t buflen, size_t *len);
+	/* store_set - key = value for ttl_ms (0: no expiry) */
+	enum px_store_status (*store_set)(struct px_txn *txn, const char *key, const void *value,
+					  size_t len, unsigned long long ttl_ms);
+	/* store_incr - atomically add delta to the integer at key (a missing
+	 * or expired key counts as 0) and return the new value in *value;
+	 * when the key is created by this call it expires after ttl_ms (0:
+	 * never): a fixed window counter */
+	enum px_store_status (*store_incr)(struct px_txn *txn, const char *key, long long delta,
+					   unsigned long long ttl_ms, long long *value);
+	/* store_del - remove key (OK when it was not there) */
+	enum px_store_status (*store_del)(struct px_txn *txn, const char *key);
 };
 
 typedef enum px_verdict (*px_hook_fn)(const void *conf, struct px_txn *txn);

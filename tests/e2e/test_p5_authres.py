@@ -108,7 +108,7 @@ def test_no_plugin_forged_still_removed(sink, make_posternd):
 
 def test_results_in_fixed_order(plugin, sink, make_posternd):
     """Results recorded by plugins, in any order, come out in the fixed
-    method order (auth, iprev, spf, dkim, dmarc, arc); methods that are not
+    method order (spf, dkim, dmarc, iprev, auth, arc); methods that are not
     registered (example, foo) are left out."""
     rec = px.plugin_section("recorder", path=plugin("recorder"), results=[
         "dmarc=fail header.from=z.test", "foo=bar", "dkim=pass header.d=a.test",
@@ -124,7 +124,7 @@ def test_results_in_fixed_order(plugin, sink, make_posternd):
     check_forged_gone(msg, OURS)
     ours = [v for v in ar_fields(msg) if authserv_id(v) == OURS][0]
     methods = re.findall(r";\s*([a-z-]+)=", ours)
-    assert methods == ["iprev", "spf", "dkim", "dmarc"], ours
+    assert methods == ["spf", "dkim", "dmarc", "iprev"], ours
     for want in ("spf=softfail smtp.mailfrom=b.test", "dkim=pass header.d=a.test",
                  "dmarc=fail header.from=z.test", "iprev=pass policy.iprev=127.0.0.1"):
         assert want in ours, (want, ours)

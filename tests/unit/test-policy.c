@@ -1,6 +1,7 @@
 /*
  * test-policy - policy rules and address lists, Authentication-Results
- * authserv-id matching, and the outgoing message stream (prepend + skips).
+ * (authserv-id matching, the order and syntax of ours), and the outgoing
+ * message stream (prepend + skips).
  */
 #include "autoconfig.h"
 
@@ -10,6 +11,7 @@
 
 #include "filters/message.h"
 #include "filters/spool.h"
+#include "filters/txn.h"
 #include "policy/outgoing.h"
 #include "policy/policy.h"
 
@@ -114,6 +116,44 @@ START_TEST(authserv_id)
 }
 END_TEST
 
+/* Our A-R: spf, dkim, dmarc, iprev, then auth and arc, each method's
+ * results in recorded order; unregistered methods, results that are no
+ * token, and control characters in properties stay out */
+START_TEST(authres_order_and_syntax)
+{
+	struct px_txn *t = px_txn_new(NULL, "0123456789abcdef", "mx.test");
+	char *v;
+
+	v = px_authres_value(t, "mx.test");
+	ck_assert_str_eq(v, "mx.test; none");
+	free(v);
+	px_txn_record(t, 0, PX_STAGE_CONNECT, "iprev", "pass", "policy.iprev=192.0.2.1");
+	px_txn_record(t, 0, PX_STAGE_DATA_END, "arc", "none", NULL);
+	px_txn_record(t, 1, PX_STAGE_DATA_END, "dmarc", "fail",
+		      "header.from=example.com policy.dmarc=reject");
+	px_txn_record(t, 1, PX_STAGE_DATA_END, "dmarc-policy", "reject", "header.from=example.com");
+	px_txn_record(t, 2, PX_STAGE_DATA_END, "dkim", "pass", "header.d=example.org header.s=s1");
+	px_txn_record(t, 2, PX_STAGE_DATA_END, "DKIM", "fail", "header.d=example.com");
+	px_txn_record(t, 3, PX_STAGE_MAIL, "spf", "softfail", "smtp.mailfrom=example.net");
+	px_txn_record(t, 3, PX_STAGE_MAIL, "auth", "pass", "smtp.auth=alice");
+	px_txn_record(t, 3, PX_STAGE_DATA_END, "example", "match", NULL);
+	px_txn_record(t, 3, PX_STAGE_DATA_END, "spf", "pa ss", "smtp.mailfrom=bad.example");
+	px_txn_record(t, 3, PX_STAGE_DATA_END, "dkim", "neutral",
+		      "header.d=x.example\r\nX-Injected: yes\t (tab)  ");
+	v = px_authres_value(t, "mx.test");
+	ck_assert_str_eq(v, "mx.test;\r\n\tspf=softfail smtp.mailfrom=example.net"
+			    ";\r\n\tdkim=pass header.d=example.org header.s=s1"
+			    ";\r\n\tdkim=fail header.d=example.com"
+			    ";\r\n\tdkim=neutral header.d=x.example X-Injected: yes (tab)"
+			    ";\r\n\tdmarc=fail header.from=example.com policy.dmarc=reject"
+			    ";\r\n\tiprev=pass policy.iprev=192.0.2.1"
+			    ";\r\n\tauth=pass smtp.auth=alice"
+			    ";\r\n\tarc=none");
+	free(v);
+	px_txn_unref(t);
+}
+END_TEST
+
 /* read_all - the outgoing stream, in small reads */
 static char *read_all(const struct px_message *m)
 {
@@ -166,6 +206,7 @@ int main(void)
 	tcase_add_test(tc, address_lists);
 	tcase_add_test(tc, views_and_actions);
 	tcase_add_test(tc, authserv_id);
+	tcase_add_test(tc, authres_order_and_syntax);
 	tcase_add_test(tc, outgoing_stream);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
