@@ -66,6 +66,7 @@ struct px_run {
 	px_stage_done done;
 	void *arg;
 	struct px_stage_outcome out;
+	unsigned long long results_base;   /* results recorded in this run have seq >= */
 };
 
 /* One hook call; it lives until it ends (call_end), however late */
@@ -196,7 +197,8 @@ static int decide_skips(const struct px_run *r, const char *plugin)
 	return d && d->skips && d->skips(r->ctx.policy, &r->view, plugin);
 }
 
-/* apply_policy - the first rule that matches a result this plugin recorded now */
+/* apply_policy - the first rule that matches a result this plugin recorded
+ * in this run (not at an earlier RCPT of the transaction, nor at connect) */
 static enum px_verdict apply_policy(struct px_run *r, unsigned idx, enum px_verdict v,
 				    char *why, size_t whylen)
 {
@@ -207,7 +209,7 @@ static enum px_verdict apply_policy(struct px_run *r, unsigned idx, enum px_verd
 
 	pthread_mutex_lock(&t->lock);
 	for (res = t->results; res != NULL && a == PX_ACT_NONE; res = res->next) {
-		if (res->plugin != idx || res->stage != r->stage)
+		if (res->plugin != idx || res->stage != r->stage || res->seq < r->results_base)
 			continue;
 		a = decide_action(r, e->name, res->method, res->result);
 		if (a != PX_ACT_NONE)
@@ -609,6 +611,8 @@ int px_chain_run(const struct px_run_ctx *ctx, enum px_stage stage, struct px_st
 	r->stage = stage;
 	r->done = done;
 	r->arg = arg;
+	px_txn_results_restart(ctx->txn, stage);
+	r->results_base = px_txn_result_seq(ctx->txn);
 	run_next(r);
 	return 0;
 }

@@ -117,21 +117,56 @@ static void mem_append(struct px_mem **to, struct px_mem **from)
 	*from = NULL;
 }
 
-/* txn_clear - forget the transaction's data (lock held). The arena goes
- * now only if no call is in flight: a late hook may still write to it. */
-static void txn_clear(struct px_txn *t)
-{
-	struct px_result *r;
-	struct px_added_header *h;
-	size_t i;
+#define SESSION_STAGES ((1u << PX_STAGE_CONNECT) | (1u << PX_STAGE_HELO))
 
-	while ((r = t->results) != NULL) {
-		t->results = r->next;
+/* results_drop - free the results of the stages in mask (lock held) */
+static void results_drop(struct px_txn *t, unsigned mask)
+{
+	struct px_result **pp = &t->results, *r;
+
+	while ((r = *pp) != NULL) {
+		if (!(mask & (1u << r->stage))) {
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
 		free(r->method);
 		free(r->result);
 		free(r->props);
 		free(r);
 	}
+}
+
+/* px_txn_results_restart - see txn.h */
+void px_txn_results_restart(struct px_txn *t, enum px_stage stage)
+{
+	if (stage != PX_STAGE_CONNECT && stage != PX_STAGE_HELO)
+		return;
+	pthread_mutex_lock(&t->lock);
+	results_drop(t, stage == PX_STAGE_CONNECT ? SESSION_STAGES : 1u << PX_STAGE_HELO);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* px_txn_result_seq - see txn.h */
+unsigned long long px_txn_result_seq(struct px_txn *t)
+{
+	unsigned long long seq;
+
+	pthread_mutex_lock(&t->lock);
+	seq = t->next_result_seq;
+	pthread_mutex_unlock(&t->lock);
+	return seq;
+}
+
+/* txn_clear - forget the transaction's data (lock held): its results (the
+ * session's too when all), header edits, envelope. The arena goes now only
+ * if no call is in flight: a late hook may still write to it. */
+static void txn_clear(struct px_txn *t, int all)
+{
+	struct px_added_header *h;
+	size_t i;
+
+	results_drop(t, all ? ~0u : ~SESSION_STAGES);
 	while ((h = t->added) != NULL) {
 		t->added = h->next;
 		free(h->name);
@@ -167,7 +202,7 @@ void px_txn_unref(struct px_txn *t)
 		return;
 	if (t->chain != NULL)
 		px_chain_notify(t->chain, t, 1);
-	txn_clear(t);
+	txn_clear(t, 1);
 	px_mem_free(t->old_arenas);
 	if (t->chain != NULL)
 		px_chain_unref(t->chain);
@@ -182,7 +217,7 @@ void px_txn_reset(struct px_txn *t)
 	if (t->chain != NULL)
 		px_chain_notify(t->chain, t, 0);
 	pthread_mutex_lock(&t->lock);
-	txn_clear(t);
+	txn_clear(t, 0);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -287,6 +322,13 @@ void px_txn_set_client(struct px_txn *t, const char *addr, unsigned port, const 
 	t->client_port = port;
 }
 
+void px_txn_set_trusted(struct px_txn *t, int trusted)
+{
+	pthread_mutex_lock(&t->lock);
+	t->trusted = trusted != 0;
+	pthread_mutex_unlock(&t->lock);
+}
+
 void px_txn_set_helo(struct px_txn *t, const char *helo)
 {
 	set_str(t, t->helo, sizeof(t->helo), helo);
@@ -367,6 +409,7 @@ void px_txn_record(struct px_txn *t, unsigned plugin, enum px_stage stage, const
 		return;
 	r->plugin = plugin;
 	r->stage = stage;
+	r->seq = t->next_result_seq++;
 	r->method = strdup(method);
 	r->result = strdup(result);
 	r->props = props && *props ? strdup(props) : NULL;
@@ -478,6 +521,7 @@ static const char *fact(struct px_txn *t, const char *key, char *num, size_t num
 	if (!strcmp(key, "tls.version")) return t->tls ? t->tls_version : NULL;
 	if (!strcmp(key, "tls.cipher")) return t->tls ? t->tls_cipher : NULL;
 	if (!strcmp(key, "auth.login")) return t->auth_login[0] ? t->auth_login : NULL;
+	if (!strcmp(key, "client.trusted")) return t->trusted ? "yes" : "no";
 	if (!strcmp(key, "mail.from")) return t->mail_from;
 	if (!strcmp(key, "rcpt")) return t->rcpt;
 	if (!strcmp(key, "client.port")) {

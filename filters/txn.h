@@ -54,6 +54,7 @@ struct px_result {
 	struct px_result *next;
 	unsigned plugin;          /* chain index of the plugin that recorded it */
 	enum px_stage stage;
+	unsigned long long seq;   /* order of recording in the session (next_result_seq) */
 	char *method, *result, *props;
 };
 
@@ -120,6 +121,7 @@ struct px_txn {
 	int tls;
 	char tls_version[32], tls_cipher[64];
 	char auth_login[256];
+	int trusted;              /* the client is in trusted_networks */
 	char *mail_from;          /* NULL before MAIL; "" for <> */
 	char **rcpts;             /* accepted */
 	size_t nrcpts;
@@ -136,6 +138,7 @@ struct px_txn {
 	struct px_mem *old_arenas;      /* ended transactions' arenas, while calls run */
 	unsigned calls;           /* calls in flight */
 	unsigned long long next_call_id;
+	unsigned long long next_result_seq;
 	struct px_policy_view view;     /* the transaction's (its first recipient's) */
 	int have_view;
 	int txn_allowed;          /* allow-listed sender or network: no chain */
@@ -151,6 +154,7 @@ void px_txn_unref(struct px_txn *t);
 
 /* Front-end mutators (lock taken inside) */
 void px_txn_set_client(struct px_txn *t, const char *addr, unsigned port, const char *name);
+void px_txn_set_trusted(struct px_txn *t, int trusted);
 void px_txn_set_helo(struct px_txn *t, const char *helo);
 void px_txn_set_tls(struct px_txn *t, const char *version, const char *cipher);
 void px_txn_set_login(struct px_txn *t, const char *login);
@@ -177,6 +181,15 @@ int px_txn_add_header(struct px_txn *t, const char *name, const char *value);
 /* Results and edits, for the policy and the outgoing message */
 void px_txn_record(struct px_txn *t, unsigned plugin, enum px_stage stage, const char *method,
 		   const char *result, const char *props);
+/*
+ * Results recorded at connect and helo belong to the session: a reset keeps
+ * them (iprev, a HELO check, reach every message of the session); the rest
+ * belong to the transaction. px_txn_results_restart - a stage runs anew:
+ * connect (XCLIENT's new identity) drops the session's results, helo (EHLO
+ * again) the helo ones. px_txn_result_seq - the seq the next result gets.
+ */
+void px_txn_results_restart(struct px_txn *t, enum px_stage stage);
+unsigned long long px_txn_result_seq(struct px_txn *t);
 void px_txn_clear_reply(struct px_txn *t);
 
 /* px_host_services - the table every plugin's load() receives */

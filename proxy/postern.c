@@ -23,6 +23,7 @@
  */
 #include "autoconfig.h"
 
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -297,6 +298,23 @@ static int test_message(struct tester *t, const struct px_policy_view *txv, stru
 	return EXIT_ACCEPT;
 }
 
+/* client_trusted - the --client-ip lies in trusted_networks */
+static int client_trusted(const struct px_config *cfg, const char *ip)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, ip, &v4->sin_addr) == 1)
+		v4->sin_family = AF_INET;
+	else if (inet_pton(AF_INET6, ip, &v6->sin6_addr) == 1)
+		v6->sin6_family = AF_INET6;
+	else
+		return 0;
+	return px_config_is_trusted(cfg, (const struct sockaddr *)&ss);
+}
+
 /* cmd_test - the whole offline transaction */
 static int cmd_test(struct px_config *cfg, const struct test_args *a)
 {
@@ -315,6 +333,8 @@ static int cmd_test(struct px_config *cfg, const struct test_args *a)
 		return EXIT_ERROR;
 	end_with_crlf(sp);
 	px_txn_set_client(t.txn, a->client_ip, 0, a->client_name);
+	px_txn_set_trusted(t.txn, client_trusted(cfg, a->client_ip));
+	px_txn_set_base(t.txn, t.base);        /* asynchronous DNS answers come here */
 	px_txn_set_helo(t.txn, a->helo);
 	px_txn_set_tls(t.txn, a->tls ? "TLSv1.3" : NULL, a->tls ? "TLS_AES_256_GCM_SHA384" : NULL);
 	px_txn_set_login(t.txn, a->login);

@@ -13,7 +13,11 @@
  *	until the window has passed. AUTH is a row of the command table
  *	(smtp_commands.c): px_session_auth_check is its check, and the table's
  *	debug log shows the mechanism only, never an initial response.
- *	Continuation lines come here directly and are never logged. Passwords
+ *	Once a 334 is out the session is in state AUTH: its continuation lines
+ *	come here directly (px_session_auth_input) and are never logged; the
+ *	exchange ends back in COMMAND, or in WAIT while the backend checks
+ *	the credentials (auth_verify.c). auth_step says which answer the 334
+ *	asked for. Passwords
  *	are never logged; the user name is logged quoted (px_log_quote), so a
  *	CR or LF decoded from base64 cannot start a forged log line.
  * STANDARDS
@@ -59,10 +63,19 @@ static int b64_decode(const char *in, char *out, size_t outlen)
 	return len;
 }
 
-/* auth_end - end the exchange with a reply */
+/* auth_ask - a 334 challenge: the next line is an answer (state AUTH) */
+static void auth_ask(struct px_session *s, int step, const char *wire)
+{
+	s->auth_step = step;
+	px_enter_state(s, PX_ST_AUTH);
+	px_session_write(s, wire, strlen(wire));
+}
+
+/* auth_end - end the exchange with a reply: commands again */
 static void auth_end(struct px_session *s, int code, const char *esc, const char *text)
 {
 	s->auth_step = STEP_NONE;
+	px_enter_state(s, PX_ST_COMMAND);
 	if (code / 100 == 5)
 		px_session_error(s, code, esc, "%s", text);
 	else
@@ -80,14 +93,14 @@ static void auth_done(void *arg, int result)
 	px_log(PX_LOG_INFO, s->sid, "auth mechanism=PLAIN user=%s result=%s client=%s", user,
 	       result == PX_AUTH_OK ? "ok" : result == PX_AUTH_BAD ? "bad" : "temp",
 	       s->client_addr);
-	if (!s->closing && result == PX_AUTH_OK) {
+	if (!px_session_gone(s) && result == PX_AUTH_OK) {
 		px_auth_succeeded((struct sockaddr *)&s->client_sa);
 		snprintf(s->login, sizeof(s->login), "%s", s->auth_user);
 		auth_end(s, 235, "2.7.0", "Authentication successful");
-	} else if (!s->closing && result == PX_AUTH_BAD) {
+	} else if (!px_session_gone(s) && result == PX_AUTH_BAD) {
 		px_auth_failed((struct sockaddr *)&s->client_sa, t->auth_failure_window);
 		auth_end(s, 535, "5.7.8", "Error: authentication failed: credentials invalid");
-	} else if (!s->closing) {
+	} else if (!px_session_gone(s)) {
 		auth_end(s, 454, "4.7.0", "Temporary authentication failure; try again later");
 	}
 	free(s->auth_resp);
@@ -155,8 +168,8 @@ int px_session_auth_check(struct px_session *s, char *args)
 	else if (!s->tls)
 		px_session_error(s, 538, "5.7.11", "Encryption required for requested "
 				 "authentication mechanism");
-	else if (s->state != PX_S_READY)
-		px_session_error(s, 503, "5.5.1", s->state == PX_S_CONNECTED ?
+	else if (s->env != PX_ENV_READY)
+		px_session_error(s, 503, "5.5.1", s->env == PX_ENV_CONNECTED ?
 				 "Error: send EHLO first" : "Error: MAIL transaction in progress");
 	else if (s->login[0])
 		px_session_error(s, 503, "5.5.1", "Error: already authenticated");
@@ -182,11 +195,9 @@ void px_session_auth(struct px_session *s, char *args)
 	if (strcasecmp(mech, "PLAIN") == 0 && initial != NULL) {
 		auth_plain(s, strcmp(initial, "=") == 0 ? "" : initial);
 	} else if (strcasecmp(mech, "PLAIN") == 0) {
-		s->auth_step = STEP_PLAIN;
-		px_session_write(s, "334 \r\n", 6);
+		auth_ask(s, STEP_PLAIN, "334 \r\n");
 	} else if (strcasecmp(mech, "LOGIN") == 0 && initial == NULL) {
-		s->auth_step = STEP_LOGIN_USER;
-		px_session_write(s, "334 VXNlcm5hbWU6\r\n", 18);
+		auth_ask(s, STEP_LOGIN_USER, "334 VXNlcm5hbWU6\r\n");
 	} else if (strcasecmp(mech, "LOGIN") == 0) {
 		s->auth_step = STEP_LOGIN_USER;
 		px_session_auth_line(s, initial);
@@ -195,7 +206,8 @@ void px_session_auth(struct px_session *s, char *args)
 	}
 }
 
-/* px_session_auth_line - a continuation line of the exchange */
+/* px_session_auth_line - a continuation line of the exchange (AUTH), or
+ * LOGIN's initial response */
 void px_session_auth_line(struct px_session *s, char *line)
 {
 	char buf[AUTH_FIELD_MAX + 4];
@@ -214,8 +226,7 @@ void px_session_auth_line(struct px_session *s, char *line)
 	}
 	if (s->auth_step == STEP_LOGIN_USER) {
 		snprintf(s->auth_user, sizeof(s->auth_user), "%s", buf);
-		s->auth_step = STEP_LOGIN_PASS;
-		px_session_write(s, "334 UGFzc3dvcmQ6\r\n", 18);
+		auth_ask(s, STEP_LOGIN_PASS, "334 UGFzc3dvcmQ6\r\n");
 		return;
 	}
 	auth_check(s, s->auth_user, buf);

@@ -17,9 +17,11 @@
  *	smtp_data.c's refusal and relay code for both. A refused BDAT is a
  *	client error (px_session_error, counted toward errors_max), answered
  *	once its chunk has been read. Chunks before LAST get "250 2.0.0 N bytes
- *	received"; LAST completes the message like DATA's final dot. Between
- *	chunks (state BDAT) DATA and MAIL are refused (503), RSET or QUIT
- *	drop the unfinished message: nothing without LAST reaches the backend.
+ *	received"; LAST completes the message like DATA's final dot. A chunk's
+ *	bytes are read in state BDAT_CHUNK (px_bdat_input), after which the
+ *	session is back in COMMAND. Between chunks (envelope BDAT) DATA and
+ *	MAIL are refused (503), RSET or QUIT drop the unfinished message:
+ *	nothing without LAST reaches the backend.
  */
 #include "autoconfig.h"
 
@@ -65,20 +67,20 @@ static const char *bdat_refusal(struct px_session *s, int *code, const char **es
 	*esc = "5.5.1";
 	if (!s->esmtp)
 		return "Error: send EHLO first";
-	if (s->state == PX_S_RCPT && (s->relay_lost || (s->relay != NULL &&
+	if (s->env == PX_ENV_RCPT && (s->relay_lost || (s->relay != NULL &&
 					!px_relay_in_transaction(s->relay)))) {
 		s->relay_lost = 1;
 		*code = 451;
 		*esc = "4.4.2";
 		return "Backend transaction lost; send RSET and start over";
 	}
-	if (s->state == PX_S_RCPT || s->state == PX_S_BDAT)
+	if (s->env == PX_ENV_RCPT || s->env == PX_ENV_BDAT)
 		return NULL;
-	if (s->state == PX_S_MAIL && s->txn.rcpt_attempts > 0) {
+	if (s->env == PX_ENV_MAIL && s->txn.rcpt_attempts > 0) {
 		*code = 554;
 		return "Error: no valid recipients";
 	}
-	return s->state == PX_S_MAIL ? "Error: need RCPT command" : "Error: need MAIL command";
+	return s->env == PX_ENV_MAIL ? "Error: need RCPT command" : "Error: need MAIL command";
 }
 
 /* bdat_sink - the reader's output goes to the spool, until the spool fails */
@@ -101,7 +103,7 @@ static int bdat_begin(struct px_session *s)
 	px_data_reader_init_raw(&s->txn.reader, l->text_line_max, l->message_size_max,
 				s->normalize_bare);
 	s->bdat_used = 1;
-	px_enter_state(s, PX_S_BDAT);
+	px_envelope_enter(s, PX_ENV_BDAT);
 	px_session_set_timeout(s, s->cfg->timeouts.data);
 	return 0;
 }
@@ -117,9 +119,11 @@ static void bdat_refused(struct px_session *s)
 	px_session_error(s, r->code, NULL, "%.*s", (int)n, r->wire + 4);
 }
 
-/* chunk_done - all of a chunk's bytes are in */
+/* chunk_done - all of a chunk's bytes are in: commands again (or, after
+ * LAST, the end of the message) */
 static void chunk_done(struct px_session *s)
 {
+	px_enter_state(s, PX_ST_COMMAND);
 	if (s->bdat_discard) {
 		bdat_refused(s);
 		return;
@@ -132,7 +136,8 @@ static void chunk_done(struct px_session *s)
 	px_data_complete(s);
 }
 
-/* px_bdat_input - read chunk bytes; 1 to go on, 0 when more must arrive */
+/* px_bdat_input - BDAT_CHUNK's handler: read chunk bytes; 1 to go on, 0
+ * when more must arrive */
 int px_bdat_input(struct px_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
@@ -170,7 +175,7 @@ void px_session_bdat(struct px_session *s, char *args)
 	s->bdat_last = last;
 	s->bdat_left = size;
 	if ((why = bdat_refusal(s, &code, &esc)) != NULL ||
-	    (s->state == PX_S_RCPT && bdat_begin(s) < 0)) {
+	    (s->env == PX_ENV_RCPT && bdat_begin(s) < 0)) {
 		if (why == NULL) {
 			code = 451;
 			esc = "4.3.0";
@@ -181,4 +186,6 @@ void px_session_bdat(struct px_session *s, char *args)
 	}
 	if (s->bdat_left == 0)
 		chunk_done(s);
+	else
+		px_enter_state(s, PX_ST_BDAT_CHUNK);
 }

@@ -43,6 +43,7 @@ static void sync_facts(struct px_session *s)
 
 	px_txn_set_client(t, s->client_addr, s->client_port,
 			  s->client_name[0] ? s->client_name : NULL);
+	px_txn_set_trusted(t, s->trusted);
 	px_txn_set_helo(t, s->helo);
 	px_txn_set_tls(t, s->tls ? s->tls_version : NULL, s->tls ? s->tls_cipher : NULL);
 	px_txn_set_login(t, s->login);
@@ -75,10 +76,10 @@ static void stage_done(void *arg, const struct px_stage_outcome *o)
 	px_stage_cont cont = s->stage_cont;
 
 	s->stage_cont = NULL;
-	s->parked = 0;                 /* the stage's wait is over ... */
-	if (!s->closing)
+	px_session_wait_done(s);       /* the stage's wait is over ... */
+	if (!px_session_gone(s))
 		cont(s, o);
-	if (!s->parked)                /* ... unless cont waits again (the relay) */
+	if (s->state != PX_ST_WAIT)    /* ... unless cont waits again (the relay) */
 		px_session_unpark(s);
 }
 
@@ -143,6 +144,9 @@ static void greet_after_chain(struct px_session *s, const struct px_stage_outcom
 {
 	if (!px_outcome_refuses(o)) {
 		px_session_reply(s, 220, "", "%s %s", s->cfg->hostname, s->cfg->greeting);
+		/* implicit TLS: the 220 waits in the filter for the handshake */
+		if (px_session_tls_pending(s))
+			px_enter_state(s, PX_ST_TLS_HANDSHAKE);
 		return;
 	}
 	if (o->verdict == PX_TEMPFAIL || o->verdict == PX_DISCONNECT)

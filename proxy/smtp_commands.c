@@ -2,12 +2,15 @@
  * NAME
  *	smtp_commands - the command table and the envelope commands
  * DESCRIPTION
- *	One table row per verb: the states it is allowed in, a check (syntax;
+ *	One table row per verb: the envelope positions it is allowed in
+ *	(CONNECTED, READY, MAIL, RCPT, BDAT; smtp_session_int.h), a check (syntax;
  *	replies and returns -1 on error) and a proceed (the work). A verb that
  *	fails its check never reaches the relay (or, later, a plugin). Every
  *	command line comes through here, AUTH included; a row with mask_args
  *	(AUTH) shows only its first argument in the debug log (the mechanism,
- *	never an initial response that holds a password).
+ *	never an initial response that holds a password). Lines reach the
+ *	table only in the session state COMMAND (smtp_states.c); a command
+ *	that waits (a chain stage, the relay) puts the session in WAIT.
  *
  *	Recipients: a recipient passes the local checks (syntax, parameters,
  *	count, relay permission) and is then relayed live: the first one opens
@@ -28,14 +31,14 @@
 #include "smtp_chain.h"
 #include "smtp_session_int.h"
 
-#define B(st) (1u << (st))
-#define IN_TXN (B(PX_S_MAIL) | B(PX_S_RCPT))
-#define ANY (B(PX_S_CONNECTED) | B(PX_S_READY) | IN_TXN | B(PX_S_BDAT))
-#define OUTSIDE_TXN (B(PX_S_CONNECTED) | B(PX_S_READY))
+#define B(env) (1u << (env))
+#define IN_TXN (B(PX_ENV_MAIL) | B(PX_ENV_RCPT))
+#define ANY (B(PX_ENV_CONNECTED) | B(PX_ENV_READY) | IN_TXN | B(PX_ENV_BDAT))
+#define OUTSIDE_TXN (B(PX_ENV_CONNECTED) | B(PX_ENV_READY))
 
 struct px_command {
 	const char *verb;
-	unsigned states;                /* where it is allowed */
+	unsigned envelopes;             /* where it is allowed: B(PX_ENV_...) */
 	const char *out_of_sequence;    /* 503 text elsewhere */
 	int (*check)(struct px_session *s, char *args);
 	void (*proceed)(struct px_session *s, char *args);
@@ -86,8 +89,8 @@ static void session_rset(struct px_session *s)
 		px_relay_rset(s->relay);
 	s->relay_mail_open = 0;
 	px_session_txn_reset(s);
-	if (s->state != PX_S_CONNECTED)
-		px_enter_state(s, PX_S_READY);
+	if (s->env != PX_ENV_CONNECTED)
+		px_envelope_enter(s, PX_ENV_READY);
 }
 
 /* ehlo_reply - the capability list */
@@ -115,8 +118,8 @@ static void do_hello(struct px_session *s, char *args, int esmtp)
 	snprintf(s->helo, sizeof(s->helo), "%s", s->pending_helo);
 	s->esmtp = esmtp;
 	px_log(PX_LOG_INFO, s->sid, "helo=%s esmtp=%s", s->helo, esmtp ? "yes" : "no");
-	if (s->state == PX_S_CONNECTED)
-		px_enter_state(s, PX_S_READY);
+	if (s->env == PX_ENV_CONNECTED)
+		px_envelope_enter(s, PX_ENV_READY);
 	if (esmtp)
 		ehlo_reply(s);
 	else
@@ -217,7 +220,7 @@ static void do_mail(struct px_session *s, char *args)
 	px_txn_set_mail(s->ptx, t->from);
 	snprintf(t->mail_cmd, sizeof(t->mail_cmd), "MAIL FROM:<%s>", t->from);
 	px_log(PX_LOG_INFO, s->sid, "mail from=<%s> params=\"%s\"", t->from, t->mail_params);
-	px_enter_state(s, PX_S_MAIL);
+	px_envelope_enter(s, PX_ENV_MAIL);
 	px_session_reply(s, 250, "2.1.0", "Ok");
 }
 
@@ -346,11 +349,11 @@ static void rcpt_done(void *arg, const struct px_reply *r)
 	}
 	px_log(PX_LOG_INFO, s->sid, "rcpt to=<%s> reply=\"%s\"", s->pending_rcpt,
 	       px_reply_summary(answer, line, sizeof(line)));
-	if (!s->closing) {
+	if (!px_session_gone(s)) {
 		if (answer->code / 100 == 2) {
 			rcpt_add(s, s->pending_rcpt);
 			rcpt_policy_fix(s);
-			px_enter_state(s, PX_S_RCPT);
+			px_envelope_enter(s, PX_ENV_RCPT);
 		}
 		px_session_send(s, answer);
 	}
@@ -380,14 +383,14 @@ static void do_rcpt(struct px_session *s, char *args)
 /* do_data - 354, then smtp_data.c reads the message */
 static void do_data(struct px_session *s, char *args)
 {
-	if (s->state == PX_S_RCPT && (s->relay_lost || (s->relay != NULL &&
+	if (s->env == PX_ENV_RCPT && (s->relay_lost || (s->relay != NULL &&
 					!px_relay_in_transaction(s->relay)))) {
 		s->relay_lost = 1;
 		px_session_reply(s, 451, "4.4.2", "Backend transaction lost; send RSET and start "
 				 "over");
 		return;
 	}
-	if (s->state != PX_S_RCPT) {
+	if (s->env != PX_ENV_RCPT) {
 		if (s->txn.rcpt_attempts > 0)
 			px_session_error(s, 554, "5.5.1", "Error: no valid recipients");
 		else
@@ -441,7 +444,7 @@ static void do_forbidden(struct px_session *s, char *args)
 static const struct px_command commands[] = {
 	{ "HELO", ANY, NULL, check_helo, do_helo, PX_STAGE_HELO, 0 },
 	{ "EHLO", ANY, NULL, check_helo, do_ehlo, PX_STAGE_HELO, 0 },
-	{ "MAIL", B(PX_S_READY), NULL, check_mail, do_mail, PX_STAGE_MAIL, 0 },
+	{ "MAIL", B(PX_ENV_READY), NULL, check_mail, do_mail, PX_STAGE_MAIL, 0 },
 	{ "RCPT", IN_TXN, "Error: need MAIL command", check_rcpt, do_rcpt, PX_STAGE_RCPT, 0 },
 	{ "DATA", IN_TXN, "Error: need RCPT command", no_args, do_data, NO_STAGE, 0 },
 	{ "RSET", ANY, NULL, no_args, do_rset, NO_STAGE, 0 },
@@ -475,13 +478,13 @@ static const struct px_command *command_find(const char *verb)
 	return NULL;
 }
 
-/* sequence_error - the 503 a verb gets in the wrong state */
+/* sequence_error - the 503 a verb gets in the wrong envelope position */
 static void sequence_error(struct px_session *s, const struct px_command *c)
 {
-	if (s->state == PX_S_BDAT)
+	if (s->env == PX_ENV_BDAT)
 		px_session_error(s, 503, "5.5.1", "Error: BDAT transaction in progress; only BDAT, "
 				 "RSET, NOOP or QUIT now");
-	else if (s->state == PX_S_CONNECTED && strcasecmp(c->verb, "MAIL") == 0)
+	else if (s->env == PX_ENV_CONNECTED && strcasecmp(c->verb, "MAIL") == 0)
 		px_session_error(s, 503, "5.5.1", "Error: send HELO/EHLO first");
 	else if (strcasecmp(c->verb, "MAIL") == 0)
 		px_session_error(s, 503, "5.5.1", "Error: nested MAIL command");
@@ -544,7 +547,7 @@ void px_session_command(struct px_session *s, char *line)
 		px_session_error(s, 500, "5.5.2", "Error: command not recognized");
 		return;
 	}
-	if (!(c->states & B(s->state))) {
+	if (!(c->envelopes & B(s->env))) {
 		sequence_error(s, c);
 		return;
 	}

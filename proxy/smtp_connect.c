@@ -15,6 +15,15 @@
  *	3. wait timeouts.greeting_delay (0: not at all). A client that sends
  *	   anything before the greeting is an early talker (postscreen's
  *	   "pregreet"): 554 5.5.1, and the session ends.
+ *
+ *	These are the states PROXY_HEADER and GREETING (smtp_session_int.h).
+ *	The greeting itself is the connect stage of the chain (WAIT while it
+ *	runs), then 220 and COMMAND. With implicit TLS the handshake goes on
+ *	under the greeting, as it always has: the 220 is queued in the TLS
+ *	filter, to go out once the handshake is done, and a client may send
+ *	its first command right behind its side of the handshake; if the
+ *	handshake is still going when the 220 is queued, the session waits
+ *	for it in TLS_HANDSHAKE (smtp_chain.c greet_after_chain).
  * DIAGNOSTICS
  *	"SID proxy version=N client=ADDR port=N", "SID reject reason=...".
  */
@@ -34,8 +43,6 @@
 #include "server.h"
 #include "smtp_chain.h"
 #include "smtp_session_int.h"
-
-static void open_after_proxy(struct px_session *s);
 
 /* px_session_set_client - the client's address, and what it is allowed */
 void px_session_set_client(struct px_session *s, const struct sockaddr *sa)
@@ -68,24 +75,35 @@ void px_session_set_server(struct px_session *s, int fd)
 	s->server_port = px_sockaddr_port((struct sockaddr *)&ss);
 }
 
-/* greet - the 220, unless the client already spoke */
+/* early_talker - input before the greeting: 554 and close */
+static void early_talker(struct px_session *s)
+{
+	px_log(PX_LOG_INFO, s->sid, "reject reason=early-talker client=%s", s->client_addr);
+	px_session_reply(s, 554, "5.5.1", "Error: SMTP protocol violation: you talked "
+			 "before the greeting");
+	px_session_close(s, "early-talker");
+}
+
+/* greet - the greeting delay is over: the 220, unless the client already spoke */
 static void greet(struct px_session *s)
 {
-	struct evbuffer *in;
-
-	if (s->closing || s->bev == NULL)
+	if (s->state != PX_ST_GREETING || s->bev == NULL)
 		return;
-	in = bufferevent_get_input(s->bev);
-	if (evbuffer_get_length(in) > 0) {
-		px_log(PX_LOG_INFO, s->sid, "reject reason=early-talker client=%s", s->client_addr);
-		px_session_reply(s, 554, "5.5.1", "Error: SMTP protocol violation: you talked "
-				 "before the greeting");
-		px_session_close(s, "early-talker");
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+		early_talker(s);
 		return;
 	}
-	s->opening = 0;
 	px_session_set_timeout(s, s->cfg->timeouts.command);
+	px_enter_state(s, PX_ST_COMMAND);
 	px_session_greet(s);          /* the connect stage of the chain, then 220 */
+}
+
+/* px_greeting_input - GREETING's handler: whoever talks now is early */
+int px_greeting_input(struct px_session *s)
+{
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+		early_talker(s);
+	return 0;
 }
 
 /* greet_timer_cb - the greeting delay is over */
@@ -94,12 +112,13 @@ static void greet_timer_cb(evutil_socket_t fd, short what, void *arg)
 	greet(arg);
 }
 
-/* open_greeting - greet now, or after the delay */
+/* open_greeting - GREETING: greet now, or after the delay */
 static void open_greeting(struct px_session *s)
 {
 	unsigned ms = s->cfg->transport.greeting_delay;
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
+	px_enter_state(s, PX_ST_GREETING);
 	if (ms == 0) {
 		greet(s);
 		return;
@@ -109,11 +128,10 @@ static void open_greeting(struct px_session *s)
 		greet(s);
 }
 
-/* open_after_proxy - implicit TLS, then the greeting */
+/* open_after_proxy - implicit TLS (its handshake goes on under the
+ * greeting), then the greeting */
 static void open_after_proxy(struct px_session *s)
 {
-	s->proxy_wait = 0;
-	px_session_deadline(s, NULL, 0);
 	px_session_set_timeout(s, s->cfg->timeouts.command);
 	if (s->listener != NULL && s->listener->tls == PX_TLS_IMPLICIT &&
 	    px_session_tls_wrap(s) < 0) {
@@ -156,8 +174,9 @@ static void proxy_apply(struct px_session *s, const struct px_proxy_info *pp)
 	open_after_proxy(s);
 }
 
-/* proxy_input - parse what has arrived of the header */
-static void proxy_input(struct px_session *s)
+/* px_proxy_header_input - PROXY_HEADER's handler: parse what has arrived
+ * of the header; 1 when it was applied (what follows is the next state's) */
+int px_proxy_header_input(struct px_session *s)
 {
 	static const int allow[] = { 0, PX_PP_ALLOW_V1, PX_PP_ALLOW_V2,
 				     PX_PP_ALLOW_V1 | PX_PP_ALLOW_V2 };
@@ -166,29 +185,21 @@ static void proxy_input(struct px_session *s)
 	struct px_proxy_info pp;
 	int rc;
 
+	if (len == 0)
+		return 0;
 	if (len > PX_PP_V2_MAX)
 		len = PX_PP_V2_MAX;
 	rc = px_proxy_parse(evbuffer_pullup(in, (ev_ssize_t)len), len, allow[s->listener->proxy],
 			    &pp);
 	if (rc == PX_PP_MORE)
-		return;
+		return 0;
 	if (rc == PX_PP_BAD) {
 		refuse_proxy(s, pp.why);
-		return;
+		return 0;
 	}
 	evbuffer_drain(in, pp.length);
 	proxy_apply(s, &pp);
-}
-
-/* px_session_opening_input - bytes before the greeting */
-void px_session_opening_input(struct px_session *s)
-{
-	if (s->proxy_wait)
-		proxy_input(s);
-	else if (!s->tls_pending)
-		greet(s);            /* an early talker, caught before the delay ends */
-	if (!s->opening && !px_session_gone(s))
-		px_session_resume(s);
+	return 1;
 }
 
 /* px_session_open - start the opening sequence */
@@ -196,8 +207,7 @@ void px_session_open(struct px_session *s)
 {
 	const struct px_listener *l = s->listener;
 
-	s->opening = 1;
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	bufferevent_enable(s->bev, EV_WRITE);
 	if (l == NULL || l->proxy == PX_PROXY_NONE) {
 		open_after_proxy(s);
 		return;
@@ -207,8 +217,7 @@ void px_session_open(struct px_session *s)
 		refuse_proxy(s, "PROXY protocol is accepted from trusted proxies only");
 		return;
 	}
-	s->proxy_wait = 1;
 	px_session_set_timeout(s, s->cfg->transport.proxy_timeout);
-	/* a deadline: a header trickled a byte at a time is late all the same */
-	px_session_deadline(s, "proxy-header", s->cfg->transport.proxy_timeout);
+	/* its deadline: a header trickled a byte at a time is late all the same */
+	px_enter_state(s, PX_ST_PROXY_HEADER);
 }

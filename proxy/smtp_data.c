@@ -9,6 +9,10 @@
  *	client gets the backend's final reply: 250 only after the backend's 250
  *	(invariant 1, doc/layering.md). Either way one summary line is logged per message; its
  *	reply= is the whole reply, lines joined with " / " (px_reply_summary).
+ *
+ *	States: the text is read in DATA (px_data_input); the data-end stage
+ *	and the relay are waited for in WAIT; the final reply puts the session
+ *	back in COMMAND (data_finish). The envelope stays RCPT until then.
  */
 #include "autoconfig.h"
 
@@ -104,8 +108,8 @@ void px_data_begin(struct px_session *s)
 	px_data_reader_init(&t->reader, l->text_line_max, l->message_size_max, s->normalize_bare);
 	if (s->relay != NULL)
 		px_relay_set_bdat(s->relay, 0);
-	px_enter_state(s, PX_S_DATA);
 	px_session_set_timeout(s, s->cfg->timeouts.data);
+	px_enter_state(s, PX_ST_DATA);
 	px_session_reply(s, 354, "", "End data with <CR><LF>.<CR><LF>");
 }
 
@@ -146,15 +150,16 @@ static void data_summary(struct px_session *s, const struct px_reply *r)
 	       (unsigned long long)(px_now_ms() - t->t_data));
 }
 
-/* data_finish - reply, summarise, end the transaction */
+/* data_finish - reply, summarise, end the transaction: commands again */
 static void data_finish(struct px_session *s, const struct px_reply *r)
 {
 	data_summary(s, r);
 	if (r->code / 100 == 2)
 		s->messages++;
 	px_session_txn_reset(s);
-	px_enter_state(s, PX_S_READY);
+	px_envelope_enter(s, PX_ENV_READY);
 	px_session_set_timeout(s, s->cfg->timeouts.command);
+	px_enter_state(s, PX_ST_COMMAND);
 	px_session_send(s, r);
 }
 
@@ -263,7 +268,6 @@ static void data_end(struct px_session *s)
 		data_drop(s, &r);
 		return;
 	}
-	px_enter_state(s, PX_S_DATA_END);
 	if (px_txn_set_message(s->ptx, t->spool) < 0) {
 		px_reply_set(&r, 451, "4.3.0", "Error: out of memory; try again later");
 		data_drop(s, &r);
@@ -272,7 +276,8 @@ static void data_end(struct px_session *s)
 	px_session_stage(s, PX_STAGE_DATA_END, data_chain_done);
 }
 
-/* px_data_input - feed buffered input; 1 to go on, 0 when more must arrive */
+/* px_data_input - DATA's handler: feed buffered input; 1 to go on, 0
+ * when more must arrive */
 int px_data_input(struct px_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);

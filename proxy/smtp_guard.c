@@ -13,7 +13,8 @@
  *
  *	STARTTLS is the exception: what was pipelined behind it is discarded
  *	(smtp_starttls.c), never executed. Early talkers (input before the
- *	greeting) are caught in smtp_connect.c.
+ *	greeting) are caught in smtp_connect.c. AUTH continuation lines (state
+ *	AUTH) never come here: they answer a 334, they are not commands.
  * DIAGNOSTICS
  *	"SID reject reason=unauth-pipelining command=VERB pending=N".
  */
@@ -54,9 +55,9 @@ int px_guard_pipelining(struct px_session *s, const char *line)
 	size_t pending = evbuffer_get_length(bufferevent_get_input(s->bev));
 	char q[80];
 
-	if (pending == 0 || s->auth_step || is_starttls(line))
+	if (pending == 0 || is_starttls(line))
 		return 0;
-	if (s->esmtp && s->state != PX_S_CONNECTED && !ends_group(line))
+	if (s->esmtp && s->env != PX_ENV_CONNECTED && !ends_group(line))
 		return 0;
 	px_log(PX_LOG_INFO, s->sid, "reject reason=unauth-pipelining command=%s pending=%zu "
 	       "client=%s", px_log_quote(q, sizeof(q), line, strcspn(line, " ")), pending,

@@ -2,20 +2,21 @@
  * NAME
  *	smtp_session - one client's SMTP session: I/O, states, replies, lifetime
  * DESCRIPTION
- *	The session reads command lines from its bufferevent, hands each to the
- *	command table (smtp_commands.c), and feeds DATA to smtp_data.c. While it
- *	waits for the relay it is parked: reading stops (which also stops the
- *	read timeout and bounds what a client can pipeline), and when the reply
- *	comes the buffered input is processed in order, so pipelined commands are
- *	answered in order.
+ *	The session is one state machine (smtp_states.c, the states listed in
+ *	smtp_session_int.h): whatever input arrives goes to the handler of
+ *	the state it is in (session_process), command lines (COMMAND, AUTH)
+ *	are taken here and handed to the command table (smtp_commands.c),
+ *	message text to smtp_data.c and smtp_bdat.c. While it waits for a
+ *	chain stage or the relay it is in WAIT: reading stops (which also
+ *	stops the read timeout and bounds what a client can pipeline), and
+ *	when the answer comes the buffered input is processed in order, so
+ *	pipelined commands are answered in order.
  *
- *	Deadlines, not idleness: a command line must be complete within
- *	timeouts.command of the moment the session began waiting for it (a
- *	client trickling a byte a second is closed at the deadline), a TLS
- *	handshake within the same time, and output the client does not read
- *	must drain within it. Output is bounded: past PX_OUTPUT_HIGH pending
- *	bytes no more input is processed (so a client that pipelines and never
- *	reads stops being served, and is closed at its write deadline).
+ *	Every wait has its deadline, set from the state (smtp_states.c).
+ *	Output is bounded: past PX_OUTPUT_HIGH pending bytes no more input is
+ *	processed (so a client that pipelines and never reads stops being
+ *	served, and is closed at its write deadline); this hold pauses the
+ *	state it is in, it is not a state of its own.
  *
  *	End of input (TCP FIN, TLS close_notify) is not the end of the work:
  *	what was already received (commands, a complete message) is processed
@@ -59,15 +60,10 @@
 #include "smtp_chain.h"
 #include "smtp_session_int.h"
 
-static const char *const px_state_names[PX_S_NSTATES] = {
-	"connected", "ready", "mail", "rcpt", "data", "data-end", "bdat"
-};
-
 #define PX_INPUT_HIGH (256 * 1024)   /* stop reading from a client past this */
 #define PX_OUTPUT_HIGH (64 * 1024)   /* stop processing input while more is unsent */
 #define PX_OUTPUT_MAX (1024 * 1024)  /* a session whose unsent output passes this goes */
 #define PX_CLOSE_LINGER 5000         /* ms a closing session may take to flush */
-#define PX_DATA_RATE_MIN 500         /* bytes a second a message must at least arrive at */
 
 static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_write_cb(struct bufferevent *bev, void *arg);
@@ -81,15 +77,6 @@ uint64_t px_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* px_enter_state - the only writer of s->state */
-void px_enter_state(struct px_session *s, enum px_state next)
-{
-	if (px_log_enabled(PX_LOG_DEBUG))
-		px_log(PX_LOG_DEBUG, s->sid, "state=%s next=%s", px_state_names[s->state],
-		       px_state_names[next]);
-	s->state = next;
 }
 
 /* px_session_send - queue a reply for the client */
@@ -171,56 +158,15 @@ void px_session_error(struct px_session *s, int code, const char *esc, const cha
 }
 
 static void session_linger_now(struct px_session *s);
-static int session_data_progress(struct px_session *s);
 
 /* px_session_set_timeout - idle limit for reading and writing (DATA, BDAT
- * chunks, the PROXY header); command lines have a deadline on top */
+ * chunks, the PROXY header); every wait has a deadline on top */
 void px_session_set_timeout(struct px_session *s, unsigned ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
 	if (s->bev != NULL)
 		bufferevent_set_timeouts(s->bev, &tv, &tv);
-}
-
-/* px_session_deadline - the current wait must end within ms (why names it
- * in the log); a deadline already running for the same why is kept, so
- * trickled input does not extend it; why NULL turns it off */
-void px_session_deadline(struct px_session *s, const char *why, unsigned ms)
-{
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-
-	if (s->deadline == NULL ||
-	    (why != NULL && s->deadline_why != NULL && strcmp(why, s->deadline_why) == 0))
-		return;
-	if (s->deadline_why != NULL)
-		evtimer_del(s->deadline);
-	s->deadline_why = NULL;
-	if (why != NULL && evtimer_add(s->deadline, &tv) == 0)
-		s->deadline_why = why;
-}
-
-/* session_deadline_cb - a wait overran its deadline */
-static void session_deadline_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct px_session *s = arg;
-	const char *why = s->deadline_why;
-	char reason[40];
-
-	s->deadline_why = NULL;
-	if (s->closing || why == NULL)
-		return;
-	if (strcmp(why, "data") == 0 && session_data_progress(s))
-		return;
-	snprintf(reason, sizeof(reason), "%s-deadline", why);
-	if (strcmp(why, "write") == 0 || strcmp(why, "tls-handshake") == 0) {
-		/* no reply can reach this client */
-		px_session_close(s, reason);
-		session_linger_now(s);
-		return;
-	}
-	px_session_reply(s, 421, "4.4.2", "%s Error: timeout exceeded", s->cfg->hostname);
-	px_session_close(s, reason);
 }
 
 /* px_session_relay - the relay, created on first use */
@@ -316,15 +262,13 @@ static void session_free(struct px_session *s)
 
 static void session_try_free(struct px_session *s);
 
-static void session_process(struct px_session *s);
-
 /* session_drain_retry - from the loop: the socket side drained */
 static void session_drain_retry(evutil_socket_t fd, short what, void *arg)
 {
 	struct px_session *s = arg;
 
 	s->drain_scheduled = 0;
-	if (s->closing)
+	if (s->state == PX_ST_CLOSING)
 		session_try_free(s);
 	else if (s->output_wait)
 		session_process(s);
@@ -354,11 +298,23 @@ static int session_unflushed(struct px_session *s)
 	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
 		return 1;
 	u = bufferevent_get_underlying(s->bev);
-	if (u == NULL || evbuffer_get_length(bufferevent_get_output(u)) == 0)
-		return 0;
-	if (s->drain_cb == NULL)
-		s->drain_cb = evbuffer_add_cb(bufferevent_get_output(u), session_drained_cb, s);
-	return 1;
+	return u != NULL && evbuffer_get_length(bufferevent_get_output(u)) > 0;
+}
+
+/* session_watch_drain - under TLS, be called back once the socket side
+ * has drained: the filter's write callback fires when bytes leave the
+ * filter, not when they leave the socket below it, and our close_notify
+ * (SSL_shutdown) is written below the filter only; so wait for the
+ * socket side's output buffer itself to empty (session_drained_cb) */
+static void session_watch_drain(struct px_session *s)
+{
+	struct bufferevent *u;
+
+	if (s->bev == NULL || s->drain_cb != NULL ||
+	    (u = bufferevent_get_underlying(s->bev)) == NULL ||
+	    evbuffer_get_length(bufferevent_get_output(u)) == 0)
+		return;
+	s->drain_cb = evbuffer_add_cb(bufferevent_get_output(u), session_drained_cb, s);
 }
 
 /* session_tls_shutdown - our close_notify, once the replies went through TLS;
@@ -405,13 +361,12 @@ static void session_try_free(struct px_session *s)
 	if (s->free_scheduled)
 		return;
 	if (!s->output_overflow && (session_unflushed(s) || session_tls_shutdown(s))) {
-		if (s->drain_cb == NULL)
-			session_unflushed(s);     /* watch the socket side drain */
+		session_watch_drain(s);          /* replies or close_notify still below TLS */
 		return;
 	}
 	if (s->bev != NULL)
 		session_drop_bev(s);
-	if (s->parked || s->drain_scheduled)
+	if (s->in_flight || s->drain_scheduled)
 		return;
 	s->free_scheduled = 1;
 	if (event_base_once(s->base, -1, EV_TIMEOUT, session_free_cb, s, &now) < 0)
@@ -441,50 +396,60 @@ static void session_linger_cb(evutil_socket_t fd, short what, void *arg)
 /* px_session_gone - whether the caller must stop touching the session */
 int px_session_gone(struct px_session *s)
 {
-	return s->closing;
+	return s->state == PX_ST_CLOSING;
 }
 
-/* px_session_close - stop reading; flush; free when nothing is in flight */
+/* px_session_close - CLOSING: stop reading; flush; free when nothing is in flight */
 void px_session_close(struct px_session *s, const char *reason)
 {
-	if (s->closing)
-		return;
-	struct timeval tv;
 	unsigned ms = s->cfg->timeouts.command < PX_CLOSE_LINGER ? s->cfg->timeouts.command :
 		      PX_CLOSE_LINGER;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
-	s->closing = 1;
+	if (s->state == PX_ST_CLOSING)
+		return;
 	px_log(PX_LOG_INFO, s->sid, "disconnect reason=%s messages=%u errors=%u", reason,
 	       s->messages, s->errors);
-	px_session_deadline(s, NULL, 0);
-	if (s->bev != NULL)
-		bufferevent_disable(s->bev, EV_READ);
-	tv.tv_sec = ms / 1000;
-	tv.tv_usec = (ms % 1000) * 1000;
+	px_enter_state(s, PX_ST_CLOSING);
 	if (s->linger != NULL)
 		evtimer_add(s->linger, &tv);
 	session_try_free(s);
 }
 
-/* px_session_park - wait for the relay */
-void px_session_park(struct px_session *s)
+/* px_session_abort - close a client no reply can reach (a stalled
+ * handshake, a client that does not read): drop what is unsent */
+void px_session_abort(struct px_session *s, const char *reason)
 {
-	s->parked = 1;
-	px_session_deadline(s, NULL, 0);     /* our turn: the client is not late */
-	if (s->bev != NULL)
-		bufferevent_disable(s->bev, EV_READ);
+	px_session_close(s, reason);
+	session_linger_now(s);
 }
 
-/* px_session_unpark - the relay answered: free, or go on with buffered input */
+/* px_session_park - WAIT for a chain stage, the relay or an AUTH check,
+ * which holds the session until it answers */
+void px_session_park(struct px_session *s)
+{
+	s->in_flight = 1;
+	px_enter_state(s, PX_ST_WAIT);        /* our turn: the client is not late */
+}
+
+/* px_session_wait_done - the call answered: from WAIT back to commands
+ * (each wait ends with a reply, so a command is next); a continuation
+ * may have moved on already (closed, or waits again) */
+void px_session_wait_done(struct px_session *s)
+{
+	s->in_flight = 0;
+	if (s->state == PX_ST_WAIT)
+		px_enter_state(s, PX_ST_COMMAND);
+}
+
+/* px_session_unpark - the call answered: free, or go on with buffered input */
 void px_session_unpark(struct px_session *s)
 {
-	s->parked = 0;
-	if (s->closing || s->bev == NULL) {
+	px_session_wait_done(s);
+	if (s->state == PX_ST_CLOSING || s->bev == NULL) {
 		session_try_free(s);
 		return;
 	}
-	if (!s->peer_eof)
-		bufferevent_enable(s->bev, EV_READ);
 	session_process(s);
 }
 
@@ -523,147 +488,110 @@ static int session_line(struct px_session *s, struct evbuffer *in, char *buf, si
 	return 1;
 }
 
+/* session_lines - one line of input to handle(); 1 to go on (a line was
+ * taken or dropped), 0 when no whole line is buffered */
+static int session_lines(struct px_session *s, void (*handle)(struct px_session *, char *))
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t max = s->cfg->limits.command_line_max;
+	char *buf;
+	int taken;
+
+	if (evbuffer_get_length(in) == 0 || (buf = malloc(max + 1)) == NULL)
+		return 0;
+	if ((taken = session_line(s, in, buf, max + 1)) != 0) {
+		px_deadline_met(s);                  /* the next line gets its own */
+		handle(s, buf);
+	}
+	free(buf);
+	/* after handle() the input may be another buffer (STARTTLS): not read */
+	return taken || evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF).pos >= 0;
+}
+
 /* session_dispatch - a command line (AUTH too: the table masks its
- * arguments in the debug log), an AUTH continuation, or a protocol violation */
+ * arguments in the debug log), unless it breaks the pipelining rules */
 static void session_dispatch(struct px_session *s, char *line)
 {
 	if (px_guard_pipelining(s, line) < 0)
 		return;
-	if (s->auth_step)
-		px_session_auth_line(s, line);       /* credentials: never logged */
-	else
-		px_session_command(s, line);
+	px_session_command(s, line);
 }
 
-/* session_output_full - too much unsent output: process no more input
- * until it drains (the write callback, or the TLS socket side's drain,
- * resumes), within the write deadline */
+/* px_session_command_input - COMMAND's handler: command lines */
+int px_session_command_input(struct px_session *s)
+{
+	return session_lines(s, session_dispatch);
+}
+
+/* px_session_auth_input - AUTH's handler: continuation lines (credentials:
+ * never logged, never checked against pipelining) */
+int px_session_auth_input(struct px_session *s)
+{
+	return session_lines(s, px_session_auth_line);
+}
+
+/* session_output_full - too much unsent output: hold (process no more
+ * input) until it drains (the write callback, or the TLS socket side's
+ * drain, resumes), within the write deadline */
 static int session_output_full(struct px_session *s)
 {
 	if (session_output_len(s) <= PX_OUTPUT_HIGH) {
-		if (s->output_wait && !s->peer_eof)
-			bufferevent_enable(s->bev, EV_READ);
-		s->output_wait = 0;
+		if (s->output_wait) {
+			s->output_wait = 0;
+			px_state_reading(s);
+		}
 		return 0;
 	}
 	if (!s->output_wait) {
 		s->output_wait = 1;
-		bufferevent_disable(s->bev, EV_READ);
-		session_unflushed(s);            /* watch a TLS socket side drain */
+		px_state_reading(s);
+		session_watch_drain(s);
 	}
 	return 1;
-}
-
-/* session_data_deadline - message text: each timeouts.data period must
- * bring PX_DATA_RATE_MIN bytes a second (Postfix's smtpd_min_data_rate),
- * so a trickle ends; the idle timeout (timeouts.data) still applies */
-static void session_data_deadline(struct px_session *s)
-{
-	if (s->deadline_why == NULL || strcmp(s->deadline_why, "data") != 0)
-		s->data_mark = s->txn.reader.size;
-	px_session_deadline(s, "data", s->cfg->timeouts.data);
-}
-
-/* session_data_progress - at a "data" deadline: enough bytes came? then go on */
-static int session_data_progress(struct px_session *s)
-{
-	size_t need = (size_t)PX_DATA_RATE_MIN * (s->cfg->timeouts.data / 1000);
-
-	if (s->state != PX_S_DATA && s->state != PX_S_BDAT && s->bdat_left == 0)
-		return 0;
-	if (s->txn.reader.size - s->data_mark < need)
-		return 0;
-	s->data_mark = s->txn.reader.size;
-	px_session_deadline(s, "data", s->cfg->timeouts.data);
-	return 1;
-}
-
-/* session_wait_deadline - what the session now waits for, and its deadline */
-static void session_wait_deadline(struct px_session *s)
-{
-	if (s->closing || s->bev == NULL)
-		return;
-	if (s->output_wait)
-		px_session_deadline(s, "write", s->cfg->timeouts.command);
-	else if (s->tls_pending)
-		px_session_deadline(s, "tls-handshake", s->cfg->timeouts.command);
-	else if (s->parked || s->opening)
-		px_session_deadline(s, NULL, 0);
-	else if (s->state == PX_S_DATA || s->state == PX_S_BDAT || s->bdat_left > 0)
-		session_data_deadline(s);
-	else
-		px_session_deadline(s, "command", s->cfg->timeouts.command);
 }
 
 /* session_input_done - nothing more to process: at end of input, close */
 static void session_input_done(struct px_session *s)
 {
-	if (!s->peer_eof || s->parked || s->closing || s->output_wait)
+	if (!s->peer_eof || !px_state_reads(s) || s->output_wait)
 		return;
-	if (s->state == PX_S_DATA || s->bdat_left > 0)
+	if (s->state == PX_ST_DATA || s->state == PX_ST_BDAT_CHUNK)
 		px_log(PX_LOG_INFO, s->sid, "message incomplete at end of input size=%zu",
 		       s->txn.reader.size);
 	px_session_close(s, "client-eof");
 }
 
-/* session_process - handle buffered input until it runs out or we must wait */
+/* session_process - buffered input to the state's handler until it runs
+ * out or the state reads no more; then the deadline of the next wait */
 static void session_process(struct px_session *s)
 {
-	size_t max = s->cfg->limits.command_line_max;
-	char *buf = malloc(max + 1);
-	struct evbuffer *in;
-
-	if (buf == NULL)
-		return;
-	while (!s->parked && !s->closing && s->bev != NULL && !session_output_full(s)) {
-		in = bufferevent_get_input(s->bev);
-		if (s->bdat_left > 0) {
-			if (!px_bdat_input(s))
-				break;
-			continue;
-		}
-		if (s->state == PX_S_DATA) {
-			if (!px_data_input(s))
-				break;
-			continue;
-		}
-		if (evbuffer_get_length(in) == 0)
+	while (s->bev != NULL && px_state_reads(s) && !session_output_full(s))
+		if (!px_state_input(s))
 			break;
-		if (session_line(s, in, buf, max + 1)) {
-			px_session_deadline(s, NULL, 0);   /* the next command gets its own */
-			session_dispatch(s, buf);
-		} else if (evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF).pos < 0) {
-			break;
-		}
-	}
-	free(buf);
-	session_wait_deadline(s);
+	px_state_deadline(s);
 	session_input_done(s);
+}
+
+/* px_session_resume - go on with buffered input after a state change
+ * that came from outside the input (a TLS handshake done) */
+void px_session_resume(struct px_session *s)
+{
+	if (s->bev != NULL)
+		session_process(s);
 }
 
 /* session_read_cb - input arrived */
 static void session_read_cb(struct bufferevent *bev, void *arg)
 {
-	struct px_session *s = arg;
-
-	if (s->opening)
-		px_session_opening_input(s);
-	else
-		session_process(s);
+	session_process(arg);
 }
 
-/* px_session_resume - go on with buffered input (after the opening, a TLS start) */
-void px_session_resume(struct px_session *s)
-{
-	session_process(s);
-}
-
-/* session_write_cb - output drained: finish a close */
+/* session_write_cb - output drained: finish a close, or lift the hold */
 static void session_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct px_session *s = arg;
 
-	if (s->closing)
+	if (s->state == PX_ST_CLOSING)
 		session_try_free(s);
 	else if (s->output_wait)
 		session_process(s);
@@ -676,26 +604,24 @@ static void session_eof(struct px_session *s)
 	px_log(PX_LOG_DEBUG, s->sid, "client end-of-input buffered=%zu",
 	       evbuffer_get_length(bufferevent_get_input(s->bev)));
 	s->peer_eof = 1;
-	bufferevent_disable(s->bev, EV_READ);
+	px_state_reading(s);
 	bufferevent_enable(s->bev, EV_WRITE);
 	session_process(s);
 }
 
-/* session_event_cb - EOF, error, timeout */
+/* session_event_cb - EOF, error, timeout, a TLS handshake done */
 static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct px_session *s = arg;
+	int handshake = px_session_tls_pending(s);
 
 	if (what & BEV_EVENT_CONNECTED) {
 		px_session_tls_up(s);
-		session_wait_deadline(s);
 		return;
 	}
-	if ((what & BEV_EVENT_TIMEOUT) && (s->tls_pending || (what & BEV_EVENT_WRITING))) {
-		/* a stalled handshake, or a client that does not read: no reply
-		 * can reach it */
-		px_session_close(s, s->tls_pending ? "tls-handshake-timeout" : "write-timeout");
-		session_linger_now(s);
+	if ((what & BEV_EVENT_TIMEOUT) && (handshake || (what & BEV_EVENT_WRITING))) {
+		/* a stalled handshake, or a client that does not read */
+		px_session_abort(s, handshake ? "tls-handshake-timeout" : "write-timeout");
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
@@ -703,17 +629,16 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 		px_session_close(s, "timeout");
 		return;
 	}
-	if ((what & BEV_EVENT_EOF) && !s->closing && !s->tls_pending && !s->opening &&
-	    !s->peer_eof) {
+	if ((what & BEV_EVENT_EOF) && px_state_dialogue(s) && !handshake && !s->peer_eof) {
 		session_eof(s);
 		return;
 	}
 	session_drop_bev(s);        /* nothing more can be written */
-	if (s->closing) {
+	if (s->state == PX_ST_CLOSING) {
 		session_try_free(s);
 		return;
 	}
-	if (s->tls_pending || ((what & BEV_EVENT_ERROR) && s->tls))
+	if (handshake || ((what & BEV_EVENT_ERROR) && s->tls))
 		px_session_tls_failed(s);
 	px_session_close(s, (what & BEV_EVENT_EOF) ? "client-eof" : "client-error");
 }
@@ -745,7 +670,7 @@ static void session_timers(struct px_session *s)
 			      (s->cfg->timeouts.session % 1000) * 1000 };
 
 	px_session_set_timeout(s, s->cfg->timeouts.command);
-	s->deadline = evtimer_new(s->base, session_deadline_cb, s);
+	s->deadline = evtimer_new(s->base, px_deadline_expired, s);
 	s->linger = evtimer_new(s->base, session_linger_cb, s);
 	s->session_timer = evtimer_new(s->base, session_time_limit, s);
 	if (s->session_timer != NULL)
@@ -814,7 +739,7 @@ void px_session_free_all(void)
 	while ((s = live) != NULL) {
 		if (s->bev != NULL)
 			session_drop_bev(s);
-		s->parked = 0;
+		s->in_flight = 0;
 		s->drain_scheduled = 0;
 		session_free(s);
 	}

@@ -55,15 +55,28 @@ int px_session_tls_wrap(struct px_session *s)
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
 	s->bev = f;
-	s->tls_pending = 1;
 	px_session_set_callbacks(s);
 	px_session_set_timeout(s, s->cfg->timeouts.command);
-	px_session_deadline(s, "tls-handshake", s->cfg->timeouts.command);
-	bufferevent_enable(f, EV_READ | EV_WRITE);
+	bufferevent_enable(f, EV_WRITE);
+	return 0;                 /* the caller's next state turns reading on */
+}
+
+/* px_session_tls_pending - a TLS filter is on and its handshake not done */
+int px_session_tls_pending(struct px_session *s)
+{
+	return !s->tls && s->bev != NULL && bufferevent_get_underlying(s->bev) != NULL;
+}
+
+/* px_tls_handshake_input - TLS_HANDSHAKE's handler: the filter reads the
+ * handshake itself; nothing is ours until it is done */
+int px_tls_handshake_input(struct px_session *s)
+{
 	return 0;
 }
 
-/* px_session_tls_up - the handshake is done: note and log what was agreed */
+/* px_session_tls_up - the handshake is done: note and log what was agreed;
+ * then commands, if the session was waiting for it (after STARTTLS, or
+ * after the greeting on an implicit TLS listener) */
 void px_session_tls_up(struct px_session *s)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
@@ -72,12 +85,17 @@ void px_session_tls_up(struct px_session *s)
 	if (ssl == NULL)
 		return;
 	s->tls = 1;
-	s->tls_pending = 0;
 	px_tls_describe(ssl, s->tls_version, sizeof(s->tls_version), s->tls_cipher,
 			sizeof(s->tls_cipher), &s->tls_bits);
 	sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
 	px_log(PX_LOG_INFO, s->sid, "tls version=%s cipher=%s bits=%d sni=%s", s->tls_version,
 	       s->tls_cipher, s->tls_bits, sni ? sni : "-");
+	if (s->state != PX_ST_TLS_HANDSHAKE)
+		return;
+	px_enter_state(s, PX_ST_COMMAND);
+	/* the filter may have decrypted the client's first command (sent with
+	 * its last handshake flight) before telling us the handshake is done */
+	px_session_resume(s);
 }
 
 /* px_session_tls_failed - log why the TLS connection broke */
@@ -103,7 +121,7 @@ void px_session_reset(struct px_session *s)
 	s->helo[0] = 0;
 	s->esmtp = 0;
 	s->bdat_used = 0;
-	px_enter_state(s, PX_S_CONNECTED);
+	px_envelope_enter(s, PX_ENV_CONNECTED);
 }
 
 /* starttls_offered - this listener offers STARTTLS */
@@ -139,6 +157,8 @@ void px_session_starttls(struct px_session *s, char *args)
 	px_session_reset(s);
 	if (px_session_tls_wrap(s) < 0)
 		px_session_close(s, "tls-unavailable");
+	else
+		px_enter_state(s, PX_ST_TLS_HANDSHAKE);
 }
 
 /* px_session_require_tls - 530 to MAIL before TLS on a listener that requires it */

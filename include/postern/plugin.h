@@ -228,7 +228,7 @@ struct px_host {
 	 *   tls.version  tls.cipher  auth.login  mail.from ("" for <>)
 	 *   rcpt (the recipient being checked, at rcpt)  rcpt.count
 	 *   rcpt.N (N = 0 .. rcpt.count-1, accepted so far)  message.size
-	 *   hostname (ours)
+	 *   hostname (ours)  client.trusted (yes|no: in trusted_networks; 1.3)
 	 * The string is a copy that stays valid until the call ends (the hook
 	 * returns, or resume ends its PX_PENDING) or on_reset/on_close returns.
 	 * A late call gets NULL.
@@ -243,7 +243,11 @@ struct px_host {
 	 * record - a result for the policy and for Authentication-Results:
 	 * method "spf", result "pass", props "smtp.mailfrom=example.com" (may be
 	 * NULL or ""). A result recorded by plugin P can be matched by the
-	 * policy as "P=result" (and as "method=result").
+	 * policy as "P=result" (and as "method=result"); a policy rule acts on
+	 * the results of the call that recorded them (not an earlier RCPT's).
+	 * Results recorded at connect and helo belong to the session (every
+	 * message of it carries them; a new connect stage, XCLIENT, or a new
+	 * EHLO drops them); the others end with the transaction.
 	 */
 	void (*record)(struct px_txn *txn, const char *method, const char *result,
 		       const char *props);

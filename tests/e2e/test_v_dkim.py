@@ -203,8 +203,14 @@ def test_max_signatures(plugin, make_posternd, make_fault_backend, dns, keys):
 
 # --------------------------------------------------------------- signing --
 
-def signing_daemon(plugin, make_posternd, be, dns, keys, networks="127.0.0.1/32"):
-    return dkim_daemon(plugin, make_posternd, be, dns, sign=True,
+# The test client (127.0.0.1) is outside trusted_networks here, so that
+# sign_networks alone decides; test_trusted_network_is_signed covers the other.
+UNTRUSTED = {"trusted_networks": ["198.51.100.0/24"]}
+
+
+def signing_daemon(plugin, make_posternd, be, dns, keys, networks="127.0.0.1/32",
+                   extra_settings=UNTRUSTED):
+    return dkim_daemon(plugin, make_posternd, be, dns, extra_settings=extra_settings, sign=True,
                        sign_keys=["example.org:rsa:%s" % keys["sign-rsa"].path,
                                   "EXAMPLE.net:ed:%s:ed25519-sha256" % keys["sign-ed"].path],
                        sign_networks=networks)
@@ -269,6 +275,17 @@ def test_not_signed_when_not_ours(plugin, make_posternd, make_fault_backend, dns
     data = deliver(d2, be2, dt.message(sender="gina@example.com"), "gina@example.com")
     assert not [1 for n, _ in px.header_fields(data) if n.lower() == "dkim-signature"]
     assert d2.grep(r"sign skipped=yes from_domain=example.com reason=\"no key\"")
+
+
+def test_trusted_network_is_signed(plugin, make_posternd, make_fault_backend, dns, keys):
+    """A client in the host's trusted_networks (get("client.trusted") = yes)
+    is signed even outside sign_networks."""
+    be = make_fault_backend()
+    d = signing_daemon(plugin, make_posternd, be, dns, keys, networks="192.0.2.0/24",
+                       extra_settings={"trusted_networks": ["127.0.0.0/8"]})
+    data = deliver(d, be, dt.message(sender="hank@example.org"), "hank@example.org")
+    assert [1 for n, _ in px.header_fields(data) if n.lower() == "dkim-signature"], data[:1500]
+    assert d.grep(r"plugin=dkim sign d=example.org s=rsa a=rsa-sha256 client=trusted")
 
 
 # --------------------------------------------------------- configuration --

@@ -222,3 +222,19 @@ def test_bad_zone_entry_is_a_config_error(plugin, sink, make_posternd, dns, tmp_
     assert res.returncode != 0, res
     assert "76-dnsbl.conf" in res.stderr + res.stdout and "answer code" in res.stderr + \
         res.stdout, res
+
+
+def test_policy_rule_refuses_only_the_recipient_it_matched(plugin, sink, make_posternd, dns):
+    """A policy rule acts on the result recorded by this RCPT's call only:
+    after a listed recipient was refused by the rule, the exempt
+    postmaster@ (for which the plugin records nothing) still gets through;
+    an earlier RCPT's result is not matched again."""
+    d = dnsbl_daemon(make_posternd, plugin, sink, dns, action="none",
+                     policy={"actions": ["dnsbl=listed reject"]})
+    _, _, r, final = session(d, "192.0.2.10", "rule@example.com",
+                             ["user@example.test", "postmaster@example.test"])
+    assert r[0].code // 100 == 5, r
+    assert r[1].code == 250, r
+    assert final is not None and final.code == 250, final
+    msg, = sink.wait_for(1, mail_from="rule@example.com")
+    assert msg.rcpts == ["postmaster@example.test"], msg.rcpts

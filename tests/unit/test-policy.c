@@ -154,6 +154,33 @@ START_TEST(authres_order_and_syntax)
 }
 END_TEST
 
+/* Results at connect and helo belong to the session: a reset keeps them,
+ * a new connect stage (XCLIENT) drops them, EHLO again drops helo's */
+START_TEST(session_results_outlive_the_transaction)
+{
+	struct px_txn *t = px_txn_new(NULL, "0123456789abcdef", "mx.test");
+	char *v;
+
+	px_txn_record(t, 0, PX_STAGE_CONNECT, "iprev", "pass", "policy.iprev=192.0.2.1");
+	px_txn_record(t, 1, PX_STAGE_HELO, "helo", "pass", NULL);
+	px_txn_record(t, 2, PX_STAGE_MAIL, "spf", "pass", "smtp.mailfrom=example.net");
+	px_txn_reset(t);
+	v = px_authres_value(t, "mx.test");
+	ck_assert_str_eq(v, "mx.test;\r\n\tiprev=pass policy.iprev=192.0.2.1");
+	free(v);
+	ck_assert_uint_eq(px_txn_result_seq(t), 3);
+	px_txn_results_restart(t, PX_STAGE_HELO);
+	v = px_authres_value(t, "mx.test");
+	ck_assert_str_eq(v, "mx.test;\r\n\tiprev=pass policy.iprev=192.0.2.1");
+	free(v);
+	px_txn_results_restart(t, PX_STAGE_CONNECT);
+	v = px_authres_value(t, "mx.test");
+	ck_assert_str_eq(v, "mx.test; none");
+	free(v);
+	px_txn_unref(t);
+}
+END_TEST
+
 /* read_all - the outgoing stream, in small reads */
 static char *read_all(const struct px_message *m)
 {
@@ -207,6 +234,7 @@ int main(void)
 	tcase_add_test(tc, views_and_actions);
 	tcase_add_test(tc, authserv_id);
 	tcase_add_test(tc, authres_order_and_syntax);
+	tcase_add_test(tc, session_results_outlive_the_transaction);
 	tcase_add_test(tc, outgoing_stream);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
