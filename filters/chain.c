@@ -267,6 +267,26 @@ static unsigned stage_hooks(const struct px_plugin *p)
 	       (p->on_data_end ? 1u << PX_STAGE_DATA_END : 0);
 }
 
+static _Thread_local char fact_hostname[256];
+static _Thread_local char fact_size[32];
+
+/* px_chain_set_config_facts - see chain.h */
+void px_chain_set_config_facts(const char *hostname, size_t message_size_max)
+{
+	snprintf(fact_hostname, sizeof(fact_hostname), "%s", hostname ? hostname : "");
+	snprintf(fact_size, sizeof(fact_size), "%zu", message_size_max);
+}
+
+/* px_chain_config_fact - see chain.h */
+const char *px_chain_config_fact(const char *key)
+{
+	if (key != NULL && strcmp(key, "hostname") == 0 && fact_hostname[0])
+		return fact_hostname;
+	if (key != NULL && strcmp(key, "limits.message_size_max") == 0 && fact_size[0])
+		return fact_size;
+	return NULL;
+}
+
 /* entry_build - everything but the append; p when already loaded */
 static int entry_build(struct px_chain_entry *e, const struct px_plugin *p,
 		       const struct px_plugin_spec *s, char *err, size_t errlen)

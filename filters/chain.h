@@ -87,6 +87,16 @@ void px_chain_free(struct px_chain *c);
  * default, and at shutdown): free at once.
  */
 void px_chain_set_releaser(void (*fn)(struct px_chain *c, void *arg), void *arg);
+/*
+ * px_chain_set_config_facts - what a plugin's configure() may read with
+ * get(NULL, key) on this thread, until the next call: "hostname" and
+ * "limits.message_size_max" of the generation being built (policy sets
+ * them before it builds the chain; NULL hostname: none)
+ */
+void px_chain_set_config_facts(const char *hostname, size_t message_size_max);
+/* px_chain_config_fact - the value for key, or NULL (see above) */
+const char *px_chain_config_fact(const char *key);
+
 /* px_chain_add - load, check the options, configure; err gets "file:line: ..." */
 int px_chain_add(struct px_chain *c, const struct px_plugin_spec *spec, char *err, size_t errlen);
 /* px_chain_add_loaded - the same for a plugin already in memory (spec->path

@@ -404,11 +404,14 @@ static void call_resumed(evutil_socket_t fd, short what, void *arg)
 static void resume(struct px_txn *handle, int by_id, px_call_id id, enum px_verdict v)
 {
 	const struct px_txn_handle *h = (const struct px_txn_handle *)(const void *)handle;
-	struct px_txn *t = h->txn;
+	struct px_txn *t;
 	struct px_invocation *inv;
 	struct px_call *c = NULL;
 	const char *why = NULL;
 
+	if (h == NULL)
+		return;                   /* no session: no call to end */
+	t = h->txn;
 	pthread_mutex_lock(&t->lock);
 	inv = t->plugins[h->plugin].call;
 	if (inv == NULL)
@@ -448,6 +451,8 @@ px_call_id px_chain_pending(struct px_txn *handle)
 	struct px_invocation *inv;
 	px_call_id id;
 
+	if (h == NULL)
+		return 0;
 	pthread_mutex_lock(&h->txn->lock);
 	inv = h->txn->plugins[h->plugin].call;
 	id = inv != NULL ? inv->id : 0;

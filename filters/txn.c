@@ -444,7 +444,11 @@ struct svc {
 	struct px_mem **mem;      /* where copies for the caller go */
 };
 
-/* svc_enter - lock the txn behind handle; say how far its caller may act */
+/* no_txn - what a service called with txn NULL sees: nothing to act on */
+static struct px_txn no_txn = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* svc_enter - lock the txn behind handle; say how far its caller may act
+ * (NULL: no session, SVC_NONE) */
 static struct px_txn *svc_enter(struct px_txn *handle, struct svc *s)
 {
 	const struct px_txn_handle *h = (const struct px_txn_handle *)(const void *)handle;
@@ -452,6 +456,11 @@ static struct px_txn *svc_enter(struct px_txn *handle, struct svc *s)
 	struct px_invocation *inv;
 
 	memset(s, 0, sizeof(*s));
+	if (handle == NULL) {         /* load/configure, a plugin's own thread: no session */
+		s->t = &no_txn;
+		pthread_mutex_lock(&s->t->lock);
+		return s->t;
+	}
 	s->t = h->txn;
 	s->plugin = h->plugin;
 	pthread_mutex_lock(&s->t->lock);
@@ -549,10 +558,13 @@ static const char *fact(struct px_txn *t, const char *key, char *num, size_t num
 static const char *host_get(struct px_txn *handle, const char *key)
 {
 	struct svc s;
-	struct px_txn *t = svc_enter(handle, &s);
+	struct px_txn *t;
 	const char *v;
 	char *copy = NULL, num[32];
 
+	if (handle == NULL)           /* configure(): the generation's facts */
+		return px_chain_config_fact(key);
+	t = svc_enter(handle, &s);
 	if (s.st == SVC_LIVE && (v = fact(t, key, num, sizeof(num))) != NULL)
 		copy = mem_strndup(s.mem, v, strlen(v));
 	svc_leave(&s);
@@ -766,7 +778,12 @@ static void *host_alloc(struct px_txn *handle, size_t size)
 static void **host_slot(struct px_txn *handle)
 {
 	const struct px_txn_handle *h = (const struct px_txn_handle *)(const void *)handle;
+	static _Thread_local void *no_slot;
 
+	if (h == NULL) {              /* no session: a scratch slot of this thread */
+		no_slot = NULL;
+		return &no_slot;
+	}
 	return &h->txn->plugins[h->plugin].slot;
 }
 

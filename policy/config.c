@@ -155,6 +155,7 @@ static void build_timeouts(struct px_timeouts *t, cfg_t *sec)
 	t->backend_data = (unsigned)cfg_getint(sec, "backend_data");
 	t->dns = (unsigned)cfg_getint(sec, "dns");
 	t->store = (unsigned)cfg_getint(sec, "store");
+	t->milter = (unsigned)cfg_getint(sec, "milter");
 }
 
 /* build_workers - 0 means one per online core */
@@ -173,6 +174,7 @@ static int build_strings(struct px_config *conf, cfg_t *cfg)
 	conf->hostname = strdup(cfg_getstr(cfg, "hostname"));
 	conf->spool_dir = strdup(cfg_getstr(cfg, "spool_dir"));
 	conf->greeting = strdup(cfg_getstr(cfg, "greeting"));
+	conf->milter_socket = strdup(cfg_getstr(cfg, "milter_socket"));
 	if (conf->spool_dir != NULL) {
 		char dflt[4200];
 		const char *st = cfg_getstr(cfg, "store");
@@ -180,7 +182,8 @@ static int build_strings(struct px_config *conf, cfg_t *cfg)
 		conf->store = strdup(st && *st ? st : px_store_default_spec(conf->spool_dir, dflt,
 									     sizeof(dflt)));
 	}
-	return conf->hostname && conf->spool_dir && conf->greeting && conf->store ? 0 : -1;
+	return conf->hostname && conf->spool_dir && conf->greeting && conf->store &&
+	       conf->milter_socket ? 0 : -1;
 }
 
 /* config_fill - every struct field from the merged, normalized cfg */
@@ -226,6 +229,7 @@ static void config_free(struct px_config *conf)
 	free(conf->spool_dir);
 	free(conf->store);
 	free(conf->greeting);
+	free(conf->milter_socket);
 	px_config_transport_free(conf);
 	if (conf->cfg) {
 		pthread_mutex_lock(&config_lock);
@@ -280,6 +284,7 @@ static int config_chain(struct px_config *conf, struct config_errors *errs)
 {
 	char msg[2048];
 
+	px_chain_set_config_facts(conf->hostname, conf->limits.message_size_max);
 	if (px_plugin_sections_chain(conf->plugins, conf->plugin_dir, &conf->chain, msg,
 				     sizeof(msg)) < 0) {
 		errors_add(errs, "%s", msg);

@@ -72,6 +72,7 @@ struct px_timeouts {                    /* all in milliseconds */
 	unsigned backend_data;          /* backend reply after end of data */
 	unsigned dns;                   /* each DNS lookup (also dns.timeout_ms) */
 	unsigned store;                 /* each store call (filters/store.h) */
+	unsigned milter;                /* postern-milter: a stage's answer to the MTA */
 };
 
 struct px_config {
@@ -93,6 +94,7 @@ struct px_config {
 	int log_level;                  /* enum px_log_level */
 	char *greeting;                 /* text after "220 hostname " */
 	int vrfy_enabled;               /* 0: VRFY answers 252 */
+	char *milter_socket;            /* postern-milter: inet:PORT@ADDR, unix:PATH */
 
 	struct px_limits limits;
 	struct px_timeouts timeouts;
@@ -158,6 +160,9 @@ void px_config_free(struct px_config *cfg);
 
 /* px_config_dump - every effective setting as "name = value" lines, like postconf */
 void px_config_dump(const struct px_config *cfg, FILE *fp);
+
+/* px_milter_socket_check - NULL when v is a milter_socket value, else why not */
+const char *px_milter_socket_check(const char *v);
 
 /* px_config_is_relay_domain - case-insensitive exact match against relay_domains */
 int px_config_is_relay_domain(const struct px_config *cfg, const char *domain);

@@ -130,5 +130,6 @@ extern cfg_opt_t listener_opts[];
 extern cfg_opt_t tls_opts[];
 extern cfg_opt_t backend_tls_opts[];
 extern cfg_opt_t auth_opts[];
+extern cfg_opt_t pregreet_opts[];
 
 #endif

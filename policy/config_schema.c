@@ -56,6 +56,10 @@ static const struct num_rule num_rules[] = {
 	{ "timeouts", "proxy_header", NUM_DURATION, 1, MS_HOUR },
 	{ "timeouts", "store", NUM_DURATION, 10, MS_MINUTE },
 	{ "timeouts", "dns", NUM_DURATION, 10, 5 * MS_MINUTE },
+	{ "timeouts", "milter", NUM_DURATION, MS_SECOND, 10 * MS_MINUTE },
+	{ "pregreet", "delay", NUM_DURATION, 100, 5 * MS_MINUTE },
+	{ "pregreet", "greet_ttl", NUM_DURATION, 0, 365LL * MS_DAY },
+	{ "pregreet", "fail_ttl", NUM_DURATION, 0, 365LL * MS_DAY },
 	{ "auth", "failures_max", NUM_COUNT, 1, 100000 },
 	{ "auth", "failure_window", NUM_DURATION, 1, MS_DAY },
 };
@@ -319,6 +323,39 @@ static int cb_hostname(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *resu
 			 : "not a host name (mx.example.com)");
 }
 
+/* px_milter_socket_check - inet:PORT[@ADDR], inet6:PORT[@ADDR], unix:/PATH
+ * (local:/PATH), as libmilter's smfi_setconn takes them; NULL or why not */
+const char *px_milter_socket_check(const char *v)
+{
+	const char *p = v, *at;
+	char *end;
+	unsigned long port;
+
+	if (strncmp(v, "unix:", 5) == 0 || strncmp(v, "local:", 6) == 0) {
+		p = strchr(v, ':') + 1;
+		return p[0] == '/' && text_clean(p) && !strchr(p, ' ') ? NULL
+		       : "expected unix:/ABSOLUTE/PATH";
+	}
+	if (strncmp(v, "inet:", 5) == 0)
+		p = v + 5;
+	else if (strncmp(v, "inet6:", 6) == 0)
+		p = v + 6;
+	else
+		return "expected inet:PORT@ADDR, inet6:PORT@ADDR or unix:/PATH";
+	port = strtoul(p, &end, 10);
+	at = *end == '@' ? end + 1 : NULL;
+	if (end == p || port == 0 || port > 65535 || (*end != '\0' && at == NULL) ||
+	    (at != NULL && (*at == '\0' || !text_clean(at) || strchr(at, ' '))))
+		return "expected inet:PORT@ADDR (8895@127.0.0.1), inet6:PORT@ADDR or unix:/PATH";
+	return NULL;
+}
+
+/* cb_milter_socket - see px_milter_socket_check */
+static int cb_milter_socket(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	return str_check(cfg, opt, value, result, px_milter_socket_check(value));
+}
+
 /* cb_log_level - error, warning, info or debug */
 static int cb_log_level(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 {
@@ -365,6 +402,9 @@ static cfg_opt_t timeouts_opts[] = {
 	CFG_INT_CB("proxy_header", 10 * MS_SECOND, CFGF_NONE, cb_number),
 	CFG_INT_CB("store", 2 * MS_SECOND, CFGF_NONE, cb_number),
 	CFG_INT_CB("dns", 5 * MS_SECOND, CFGF_NONE, cb_number),
+	/* postern-milter: a stage's answer to the MTA at the latest (Postfix's
+	 * milter_command_timeout is 30s) */
+	CFG_INT_CB("milter", 25 * MS_SECOND, CFGF_NONE, cb_number),
 	CFG_END()
 };
 
@@ -394,6 +434,8 @@ cfg_t *config_cfg_new(void)
 		CFG_STR_LIST_CB("dns_forward", NULL, CFGF_NONE, cb_dns_forward),
 		/* the key-value store (filters/store.c): "" = lmdb:SPOOL_DIR/store */
 		CFG_STR_CB("store", "", CFGF_NONE, cb_store),
+		/* postern-milter (proxy/milter_main.c): where libmilter listens */
+		CFG_STR_CB("milter_socket", "inet:8895@127.0.0.1", CFGF_NONE, cb_milter_socket),
 		CFG_SEC("limits", limits_opts, CFGF_NONE),
 		CFG_SEC("timeouts", timeouts_opts, CFGF_NONE),
 		/* transport (issue 3): built by config_transport.c */
@@ -401,6 +443,7 @@ cfg_t *config_cfg_new(void)
 		CFG_SEC("tls", tls_opts, CFGF_NONE),
 		CFG_SEC("backend_tls", backend_tls_opts, CFGF_NONE),
 		CFG_SEC("auth", auth_opts, CFGF_NONE),
+		CFG_SEC("pregreet", pregreet_opts, CFGF_NONE),   /* proxy/smtp_pregreet.c */
 		CFG_STR_CB("backend_forward", "auto", CFGF_NONE, cb_choice),
 		CFG_STR_LIST_CB("xclient_sources", NULL, CFGF_NONE, cb_network),
 		CFG_STR_LIST_CB("normalize_bare_networks", NULL, CFGF_NONE, cb_network),

@@ -50,6 +50,8 @@ static const char *choice_ok(const char *name, const char *value)
 		{ "mode", "|none|opportunistic|required|", "expected none, opportunistic or required" },
 		{ "backend_forward", "|auto|xclient|xforward|none|",
 		  "expected auto, xclient, xforward or none" },
+		{ "pregreet", "|auto|yes|no|", "expected auto, yes or no" },
+		{ "enable", "|auto|yes|no|", "expected auto, yes or no" },
 	};
 	char word[64];
 	size_t i;
@@ -92,6 +94,18 @@ cfg_opt_t listener_opts[] = {
 	CFG_STR_CB("proxy_protocol", "none", CFGF_NONE, cb_choice),
 	CFG_STR_LIST_CB("proxy_sources", NULL, CFGF_NONE, cb_network),
 	CFG_BOOL("auth", cfg_false, CFGF_NONE),
+	/* the pregreet check (proxy/smtp_pregreet.c); unset: pregreet.enable */
+	CFG_STR_CB("pregreet", NULL, CFGF_NONE, cb_choice),
+	CFG_END()
+};
+
+/* the pregreet section: the check's switch for `listen` addresses and
+ * listener sections that say nothing, its delay and its memory */
+cfg_opt_t pregreet_opts[] = {
+	CFG_STR_CB("enable", "auto", CFGF_NONE, cb_choice),
+	CFG_INT_CB("delay", 6 * MS_SECOND, CFGF_NONE, cb_number),
+	CFG_INT_CB("greet_ttl", MS_DAY, CFGF_NONE, cb_number),
+	CFG_INT_CB("fail_ttl", MS_HOUR, CFGF_NONE, cb_number),
 	CFG_END()
 };
 
@@ -192,19 +206,34 @@ static int listener_tls(const char *word, size_t ncerts)
 	}
 }
 
+/* listener_pregreet - whether the pregreet check runs on a listener:
+ * yes, no, or auto (NULL: auto), which means on port 25 only */
+static int listener_pregreet(const char *word, const char *address)
+{
+	const char *colon = strrchr(address, ':');
+
+	if (word != NULL && strcmp(word, "yes") == 0)
+		return 1;
+	if (word != NULL && strcmp(word, "no") == 0)
+		return 0;
+	return colon != NULL && strcmp(colon + 1, "25") == 0;
+}
+
 /* listener_plain - a `listen` address with the defaults */
-static int listener_plain(struct px_listener *l, const char *address, size_t ncerts)
+static int listener_plain(struct px_listener *l, const char *address, size_t ncerts,
+			  const char *pregreet)
 {
 	l->name = strdup(address);
 	l->address = strdup(address);
 	l->tls = listener_tls("auto", ncerts);
+	l->pregreet = listener_pregreet(pregreet, address);
 	l->proxy_sources = calloc(1, sizeof(*l->proxy_sources));
 	return l->name && l->address && l->proxy_sources ? 0 : -1;
 }
 
 /* listener_section - one `listener "NAME" { ... }` */
-static int listener_section(struct px_listener *l, cfg_t *sec, size_t ncerts, char *err,
-			    size_t errlen)
+static int listener_section(struct px_listener *l, cfg_t *sec, size_t ncerts,
+			    const char *pregreet, char *err, size_t errlen)
 {
 	static const char *const proxies[] = { "none", "v1", "v2", "any", NULL };
 	const char *addr = cfg_getstr(sec, "address");
@@ -222,6 +251,8 @@ static int listener_section(struct px_listener *l, cfg_t *sec, size_t ncerts, ch
 	}
 	l->require_tls = cfg_getbool(sec, "require_tls") == cfg_true;
 	l->auth = cfg_getbool(sec, "auth") == cfg_true;
+	l->pregreet = listener_pregreet(cfg_getstr(sec, "pregreet") ? cfg_getstr(sec, "pregreet")
+					: pregreet, addr);
 	l->proxy = word_index(proxies, cfg_getstr(sec, "proxy_protocol"));
 	if (l->require_tls && l->tls == PX_TLS_NONE) {
 		snprintf(err, errlen, "listener \"%s\": require_tls needs TLS", cfg_title(sec));
@@ -240,6 +271,7 @@ static int listeners_build(struct px_transport *t, cfg_t *cfg, char *err, size_t
 {
 	size_t nsec = cfg_size(cfg, "listener"), nplain = cfg_size(cfg, "listen"), i;
 	cfg_opt_t *listen = cfg_getopt(cfg, "listen");
+	const char *pregreet = cfg_getstr(cfg_getsec(cfg, "pregreet"), "enable");
 
 	if (nsec > 0 && !(listen->flags & CFGF_MODIFIED))
 		nplain = 0;       /* the default address only when nothing else is said */
@@ -247,11 +279,11 @@ static int listeners_build(struct px_transport *t, cfg_t *cfg, char *err, size_t
 		return -1;
 	for (i = 0; i < nplain; i++, t->nlisteners++)
 		if (listener_plain(&t->listeners[i], cfg_getnstr(cfg, "listen", (unsigned)i),
-				   t->ntls_certs) < 0)
+				   t->ntls_certs, pregreet) < 0)
 			return -1;
 	for (i = 0; i < nsec; i++, t->nlisteners++)
 		if (listener_section(&t->listeners[nplain + i], cfg_getnsec(cfg, "listener",
-				     (unsigned)i), t->ntls_certs, err, errlen) < 0)
+				     (unsigned)i), t->ntls_certs, pregreet, err, errlen) < 0)
 			return -1;
 	return 0;
 }
@@ -303,6 +335,10 @@ static int misc_build(struct px_transport *t, cfg_t *cfg)
 	t->auth_failure_window = (unsigned)cfg_getint(auth, "failure_window");
 	t->greeting_delay = (unsigned)cfg_getint(to, "greeting_delay");
 	t->proxy_timeout = (unsigned)cfg_getint(to, "proxy_header");
+	t->pregreet_delay = (unsigned)cfg_getint(cfg_getsec(cfg, "pregreet"), "delay");
+	t->greet_ttl = (unsigned long long)cfg_getint(cfg_getsec(cfg, "pregreet"), "greet_ttl");
+	t->pregreet_fail_ttl = (unsigned long long)cfg_getint(cfg_getsec(cfg, "pregreet"),
+							      "fail_ttl");
 	if (!t->user || !t->group || !t->auth_backend)
 		return -1;
 	if (nets_build(cfg, "xclient_sources", &t->xclient_sources, &t->nxclient_sources) < 0)

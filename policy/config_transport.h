@@ -36,6 +36,7 @@ struct px_listener {
 	struct px_cidr *proxy_sources;  /* who may send a PROXY header */
 	size_t nproxy_sources;
 	int auth;                       /* offer SMTP AUTH (over TLS only) */
+	int pregreet;                   /* the pregreet check (proxy/smtp_pregreet.c) */
 };
 
 struct px_transport {
@@ -63,6 +64,9 @@ struct px_transport {
 	unsigned auth_failure_window;   /* ms */
 	unsigned greeting_delay;        /* ms; 0 = greet at once */
 	unsigned proxy_timeout;         /* ms to wait for a PROXY header */
+	unsigned pregreet_delay;        /* ms between the 220- line and the rest */
+	unsigned long long greet_ttl;   /* ms a client that waited is greeted at once */
+	unsigned long long pregreet_fail_ttl;  /* ms an early talker is pregreet=fail */
 };
 
 /* px_config_transport_build / _free - the transport settings (config_transport.c) */

@@ -37,6 +37,7 @@
 #include "common/log.h"
 #include "filters/chain.h"
 #include "filters/loader.h"
+#include "filters/resolver.h"
 #include "filters/spool.h"
 #include "filters/workpool.h"
 #include "policy/config.h"
@@ -343,6 +344,9 @@ static int cmd_test(struct px_config *cfg, const struct test_args *a)
 		rc = test_message(&t, &txv, sp);
 	px_txn_reset(t.txn);
 	px_txn_unref(t.txn);
+	/* lookups still in flight end now (a worker blocked in one returns),
+	 * and no answer is posted to the base after it is freed */
+	px_resolver_stop();
 	px_spool_free(sp);
 	px_workpool_free(t.pool);
 	event_base_free(t.base);

@@ -14,7 +14,11 @@
  *	2. start TLS (listener tls = implicit).
  *	3. wait timeouts.greeting_delay (0: not at all). A client that sends
  *	   anything before the greeting is an early talker (postscreen's
- *	   "pregreet"): 554 5.5.1, and the session ends.
+ *	   "pregreet"): 554 5.5.1, and the session ends. With the pregreet
+ *	   check on (smtp_pregreet.c), the store is asked first whether the
+ *	   client passed recently: then it is greeted at once; else it gets
+ *	   "220-" at once and the rest after pregreet.delay, and what it did
+ *	   is written down.
  *
  *	These are the states PROXY_HEADER and GREETING (smtp_session_int.h).
  *	The greeting itself is the connect stage of the chain (WAIT while it
@@ -78,6 +82,7 @@ void px_session_set_server(struct px_session *s, int fd)
 /* early_talker - input before the greeting: 554 and close */
 static void early_talker(struct px_session *s)
 {
+	px_pregreet_early(s);                 /* remembered, when the check is on */
 	px_log(PX_LOG_INFO, s->sid, "reject reason=early-talker client=%s", s->client_addr);
 	px_session_reply(s, 554, "5.5.1", "Error: SMTP protocol violation: you talked "
 			 "before the greeting");
@@ -93,6 +98,7 @@ static void greet(struct px_session *s)
 		early_talker(s);
 		return;
 	}
+	px_pregreet_passed(s);                /* it waited after its 220- line */
 	px_session_set_timeout(s, s->cfg->timeouts.command);
 	px_enter_state(s, PX_ST_COMMAND);
 	px_session_greet(s);          /* the connect stage of the chain, then 220 */
@@ -112,20 +118,29 @@ static void greet_timer_cb(evutil_socket_t fd, short what, void *arg)
 	greet(arg);
 }
 
-/* open_greeting - GREETING: greet now, or after the delay */
-static void open_greeting(struct px_session *s)
+/* px_greeting_after - in GREETING: greet after ms (0: now) */
+void px_greeting_after(struct px_session *s, unsigned ms)
 {
-	unsigned ms = s->cfg->transport.greeting_delay;
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
-	px_enter_state(s, PX_ST_GREETING);
 	if (ms == 0) {
 		greet(s);
 		return;
 	}
-	s->greet_timer = evtimer_new(s->base, greet_timer_cb, s);
+	if (s->greet_timer == NULL)
+		s->greet_timer = evtimer_new(s->base, greet_timer_cb, s);
 	if (s->greet_timer == NULL || evtimer_add(s->greet_timer, &tv) < 0)
 		greet(s);
+}
+
+/* open_greeting - GREETING: the pregreet check (smtp_pregreet.c) looks
+ * the client up first; else greet now, or after the delay */
+static void open_greeting(struct px_session *s)
+{
+	px_enter_state(s, PX_ST_GREETING);
+	if (px_pregreet_begin(s))
+		return;                       /* its answer calls px_greeting_after */
+	px_greeting_after(s, s->cfg->transport.greeting_delay);
 }
 
 /* open_after_proxy - implicit TLS (its handshake goes on under the

@@ -253,7 +253,9 @@ static void session_free(struct px_session *s)
 		event_free(s->linger);
 	if (s->greet_timer)
 		event_free(s->greet_timer);
+	px_pregreet_free(s);
 	free(s->auth_resp);
+	free(s->line);
 	px_session_chain_close(s);
 	px_server_conn_closed(s->srv, (struct sockaddr *)&s->count_sa);
 	px_config_unref(s->cfg);
@@ -497,13 +499,25 @@ static int session_lines(struct px_session *s, void (*handle)(struct px_session 
 	char *buf;
 	int taken;
 
-	if (evbuffer_get_length(in) == 0 || (buf = malloc(max + 1)) == NULL)
+	if (evbuffer_get_length(in) == 0)
 		return 0;
+	/* the session's own buffer, not one malloc per line (a flood of short
+	 * commands churned the allocator); a nested call (a handler that
+	 * resumes input) gets a buffer of its own */
+	if (s->line == NULL)
+		s->line = malloc(max + 1);
+	buf = s->line_busy ? malloc(max + 1) : s->line;
+	if (buf == NULL)
+		return 0;
+	s->line_busy += buf == s->line;
 	if ((taken = session_line(s, in, buf, max + 1)) != 0) {
 		px_deadline_met(s);                  /* the next line gets its own */
 		handle(s, buf);
 	}
-	free(buf);
+	if (buf == s->line)
+		s->line_busy--;
+	else
+		free(buf);
 	/* after handle() the input may be another buffer (STARTTLS): not read */
 	return taken || evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF).pos >= 0;
 }

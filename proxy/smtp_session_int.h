@@ -20,7 +20,8 @@
  *
  *	  NEW            accepted, the opening has not begun
  *	  PROXY_HEADER   reading the PROXY protocol header    (proxy-header)
- *	  GREETING       greeting delay: input now is an early talker (none)
+ *	  GREETING       greeting delay, or the pregreet check's store lookup
+ *	                 and 220- line: input now is an early talker (none)
  *	  TLS_HANDSHAKE  the handshake after STARTTLS, or an implicit TLS
  *	                 one still going when the 220 is queued (tls-handshake)
  *	  COMMAND        command lines through the command table (command)
@@ -203,6 +204,11 @@ struct px_session {
 	int bdat_used;                         /* the transaction uses BDAT */
 	struct px_reply bdat_reply;            /* the answer once a dropped chunk is read */
 	char xclient_helo[256];                /* XCLIENT HELO: wins over a later EHLO */
+	struct px_pregreet *pregreet;          /* the store lookup GREETING waits for */
+	struct event *pregreet_timer;          /* ... for at most timeouts.store */
+	int pregreet_on;                       /* the pregreet check applies */
+	int pregreet_testing;                  /* the 220- line is out, the delay runs */
+	uint64_t pregreet_t0;                  /* when the 220- line went out, ms */
 
 	/* the plugin chain and the policy (issue 4): smtp_chain.c */
 	struct px_txn *ptx;                    /* what plugins see of this session */
@@ -211,6 +217,9 @@ struct px_session {
 	void (*staged)(struct px_session *, char *);   /* the command waiting for its stage */
 	char pending_helo[256];                /* HELO/EHLO argument, during its stage */
 	char pending_from[PX_SMTP_PATH_MAX + 1];   /* MAIL address, during its stage */
+	char *line;                            /* one command line (command_line_max + 1),
+						  allocated at the first line, reused */
+	int line_busy;                         /* a handler is using it */
 	struct px_outgoing outgoing;           /* header edits of the message being relayed */
 };
 
@@ -254,6 +263,13 @@ void px_session_tls_failed(struct px_session *s);
 void px_session_open(struct px_session *s);
 int px_proxy_header_input(struct px_session *s);
 int px_greeting_input(struct px_session *s);
+void px_greeting_after(struct px_session *s, unsigned ms);
+
+/* smtp_pregreet.c: the pregreet check, remembered in the store */
+int px_pregreet_begin(struct px_session *s);
+void px_pregreet_early(struct px_session *s);
+void px_pregreet_passed(struct px_session *s);
+void px_pregreet_free(struct px_session *s);
 void px_session_set_client(struct px_session *s, const struct sockaddr *sa);
 
 /* smtp_guard.c: early talkers and unauthorised pipelining */

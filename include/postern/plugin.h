@@ -231,7 +231,10 @@ struct px_host {
 	 *   hostname (ours)  client.trusted (yes|no: in trusted_networks; 1.3)
 	 * The string is a copy that stays valid until the call ends (the hook
 	 * returns, or resume ends its PX_PENDING) or on_reset/on_close returns.
-	 * A late call gets NULL.
+	 * A late call gets NULL. With txn NULL, in configure() only (1.3):
+	 *   hostname  limits.message_size_max (of the generation being built)
+	 * Every other service called with txn NULL (outside a session) does
+	 * nothing and answers as for a call that is over.
 	 */
 	const char *(*get)(struct px_txn *txn, const char *key);
 

@@ -151,6 +151,20 @@ static int clam_load(const struct px_host *h, char *err, size_t errlen)
 
 /* clam_configure - check the options, then the engine: load the database
  * (or find it loaded), or resolve clamd's address */
+/* warn_size_limits - at start and reload: the host accepts messages that
+ * this plugin would not scan whole (each of them gets on_error) */
+static void warn_size_limits(const struct clam_conf *c)
+{
+	const char *m = clam_host->get(NULL, "limits.message_size_max");
+	long long max = m ? atoll(m) : 0;
+
+	if (max > c->max_filesize || max > c->max_scansize)
+		clam_host->log(NULL, PX_PRIO_WARN, "limits disagree=yes at=configure "
+			       "message_size_max=%lld max_filesize=%lld max_scansize=%lld: messages "
+			       "over max_filesize/max_scansize get on_error; set them to at least "
+			       "limits.message_size_max", max, c->max_filesize, c->max_scansize);
+}
+
 static int clam_configure(void *conf, char *err, size_t errlen)
 {
 	struct clam_conf *c = conf;
@@ -204,6 +218,7 @@ static int clam_configure(void *conf, char *err, size_t errlen)
 		       "on_error; keep it >= limits.message_size_max)", c->database, c->max_filesize,
 		       c->max_scansize, c->max_scantime, c->max_recursion, c->max_files, c->reload,
 		       c->watch_interval);
+	warn_size_limits(c);
 	return 0;
 }
 

@@ -23,9 +23,9 @@
  *	             be signed is not)
  *	  neutral    anything else (not processed)
  *	  none       (once) the message carries no signature
- *	Props: reason="..." (all but pass), header.d, header.s, header.b (the
- *	first 8 characters of b=, RFC 6008), as Authentication-Results shows
- *	them.
+ *	Props: reason="..." (all but pass), header.d, header.s, header.a (the
+ *	signature's a=, RFC 8601 2.7.1), header.b (the first 8 characters of
+ *	b=, RFC 6008), as Authentication-Results shows them.
  */
 #include "pxdkim.h"
 
@@ -229,6 +229,8 @@ static void record_sig(const struct pxdkim_conf *c, struct px_txn *txn, DKIM_SIG
 		put_value(props, sizeof(props), "header.d", d);
 	if (sel != NULL)
 		put_value(props, sizeof(props), "header.s", sel);
+	if (a != NULL)
+		put_value(props, sizeof(props), "header.a", (const char *)a);
 	if (b[0] != '\0')
 		put_value(props, sizeof(props), "header.b", b);
 	h->record(txn, "dkim", j.result, props);

@@ -5,7 +5,8 @@
  *	plugin "spf"  { }                  # earlier in the chain: their results
  *	plugin "dkim" { }                  # are what DMARC judges
  *	plugin "dmarc" {
- *	    report_log = "/var/lib/postern/dmarc.jsonl"
+ *	    report_log   = "/var/lib/postern/dmarc.jsonl"
+ *	    skip_trusted = no
  *	}
  *	policy {
  *	    actions = { "dmarc-policy=reject reject",
@@ -60,6 +61,7 @@ struct dm_conf {
 	const char *psl_file;
 	const char *report_log;
 	long long pct_draw;       /* -1: random; 0..99: fixed (tests) */
+	int skip_trusted;         /* no verdict for trusted_networks' mail */
 	/* derived, by configure */
 	psl_ctx_t *psl;
 	int report_open;          /* report_fd is ours */
@@ -73,6 +75,8 @@ static const struct px_option dm_options[] = {
 	  "append one JSON line per evaluated message here, for aggregate reports" },
 	{ "pct_draw", PX_OPT_INT, "-1", -1, 99, offsetof(struct dm_conf, pct_draw),
 	  "pct sampling: -1 draws at random; N applies the policy when N < pct (tests)" },
+	{ "skip_trusted", PX_OPT_BOOL, "no", 0, 0, offsetof(struct dm_conf, skip_trusted),
+	  "no evaluation for clients in trusted_networks (get(\"client.trusted\"), ABI 1.3)" },
 	{ 0 }
 };
 
@@ -296,9 +300,15 @@ static enum px_verdict dm_data_end(const void *conf, struct px_txn *txn)
 	struct dm_record rec;
 	char from[DM_DOMAIN_MAX], why[DM_DOMAIN_MAX + 80];
 	const char *org;
-	enum dm_from_status fs = dm_from_domain(txn, from, sizeof(from));
+	const char *trusted = dm_host->get(txn, "client.trusted");
+	enum dm_from_status fs;
 	enum px_verdict rv;
 
+	if (c->skip_trusted && trusted != NULL && strcmp(trusted, "yes") == 0) {
+		dm_host->log(txn, PX_PRIO_DEBUG, "skipped=trusted");
+		return PX_NEXT;
+	}
+	fs = dm_from_domain(txn, from, sizeof(from));
 	if (fs != DM_FROM_OK) {
 		v.result = "permerror";
 		v.reason = dm_from_reason(fs);
@@ -394,8 +404,9 @@ static int dm_configure(void *conf, char *err, size_t errlen)
 		}
 		c->report_open = 1;
 	}
-	dm_host->log(NULL, PX_PRIO_INFO, "configured psl_file=%s report_log=%s pct_draw=%lld",
-		     psl, c->report_log ? c->report_log : "-", c->pct_draw);
+	dm_host->log(NULL, PX_PRIO_INFO, "configured psl_file=%s report_log=%s pct_draw=%lld "
+		     "skip_trusted=%s", psl, c->report_log ? c->report_log : "-", c->pct_draw,
+		     c->skip_trusted ? "yes" : "no");
 	return 0;
 }
 

@@ -15,6 +15,7 @@
  *	    allow_senders    = "partner.example, @lists.example, alerts@bank.example"
  *	    allow_recipients = "postmaster@, abuse@example.com, @noc.example"
  *	    text           = "Greylisted, please try again later"
+ *	    dnswl          = "list.dnswl.org=127.0.[0..255].[1..3], wl.example.net"
  *	}
  * DESCRIPTION
  *	At RCPT, the triplet (client network, sender, recipient) is looked up
@@ -38,8 +39,20 @@
  *	it your trusted_networks: plugins do not see the host's), senders and
  *	recipients of the allow lists (an address, "@domain", or a bare domain
  *	that also matches its subdomains; "postmaster@" matches that local
- *	part in every domain). The null sender is greylisted like any other
- *	(real MTAs retry their bounces).
+ *	part in every domain), and clients listed on a dnswl zone. The null
+ *	sender is greylisted like any other (real MTAs retry their bounces).
+ *
+ *	DNSWL. Each dnswl entry is ZONE or ZONE=CODES: the client address is
+ *	looked up as REVERSED.ZONE (A; IPv6 as nibbles) through the host's
+ *	resolver (host->dns_query, ABI 1.2: a blocking call, from the rcpt
+ *	hook on a worker, bounded by timeouts.dns; the resolver caches, so the
+ *	recipients of a session cost one query). CODES are answers that count,
+ *	each octet a number, [A..B] or [A;B;C] (the host splits lists at
+ *	commas, so "zone=127.0.0.2,127.0.0.3" is one entry); without CODES,
+ *	any 127.0.0.0/8 answer but 127.0.0.255 (DNSWL.org's "query refused").
+ *	Listed: greylist=skip reason=dnswl zone=ZONE (logged "dnswl=listed
+ *	zone=ZONE client=ADDR"). A lookup that fails
+ *	(timeout, SERVFAIL) does not exempt: the client is greylisted.
  *
  *	When the store fails, the hook answers PX_VERDICT_COUNT, "failed":
  *	the section's on_error decides (tempfail by default: 451 4.3.0).
@@ -53,6 +66,7 @@
  */
 #include <postern/plugin.h>
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <inttypes.h>
 #include <stddef.h>
@@ -78,9 +92,22 @@ struct gl_conf {
 	int spf_domain;
 	const char *const *allow_networks, *const *allow_senders, *const *allow_recipients;
 	const char *text;
+	const char *const *dnswl;
 	/* derived */
 	struct gl_net *nets;
 	size_t nnets;
+	struct gl_wl *wls;
+	size_t nwls;
+};
+
+/* one dnswl zone: the answers that count, a bitmap per octet */
+struct gl_code {
+	unsigned char ok[4][32];
+};
+struct gl_wl {
+	char zone[256];
+	struct gl_code *codes;    /* NULL: 127.0.0.0/8 but 127.0.0.255 */
+	size_t ncodes;
 };
 
 static const struct px_option gl_options[] = {
@@ -111,8 +138,17 @@ static const struct px_option gl_options[] = {
 	  "recipients never greylisted: address, local@ (any domain), @domain, or domain" },
 	{ "text", PX_OPT_STRING, "Greylisted, please try again later", 0, 0,
 	  offsetof(struct gl_conf, text), "the text of the 451 4.7.1 reply" },
+	{ "dnswl", PX_OPT_LIST, NULL, 0, 0, offsetof(struct gl_conf, dnswl),
+	  "DNSWL zones whose listed clients are not greylisted: ZONE or ZONE=CODES" },
 	{ 0 }
 };
+
+/* lower_zone - in place */
+static void lower_zone(char *z)
+{
+	for (; *z; z++)
+		*z = (char)tolower((unsigned char)*z);
+}
 
 static int gl_load(const struct px_host *h, char *err, size_t errlen)
 {
@@ -131,6 +167,144 @@ static void gl_unconfigure(void *conf)
 	free(c->nets);
 	c->nets = NULL;
 	c->nnets = 0;
+	for (size_t i = 0; i < c->nwls; i++)
+		free(c->wls[i].codes);
+	free(c->wls);
+	c->wls = NULL;
+	c->nwls = 0;
+}
+
+/* ---------------------------------------------------------------- dnswl */
+
+/* octet_parse - "N", "[A..B]" or "[A;B;C]" into a bitmap; 0 or -1 */
+static int octet_parse(const char *p, size_t n, unsigned char ok[32])
+{
+	char buf[64], *e, *q;
+	unsigned long a, b;
+
+	if (n == 0 || n >= sizeof(buf))
+		return -1;
+	memcpy(buf, p, n);
+	buf[n] = 0;
+	if (buf[0] != '[') {
+		a = strtoul(buf, &e, 10);
+		if (*e || a > 255 || !isdigit((unsigned char)buf[0]))
+			return -1;
+		ok[a / 8] |= (unsigned char)(1u << (a % 8));
+		return 0;
+	}
+	if (buf[n - 1] != ']')
+		return -1;
+	buf[n - 1] = 0;
+	if ((q = strstr(buf + 1, "..")) != NULL) {
+		a = strtoul(buf + 1, &e, 10);
+		if (e != q || !isdigit((unsigned char)buf[1]))
+			return -1;
+		b = strtoul(q + 2, &e, 10);
+		if (*e || !isdigit((unsigned char)q[2]) || a > b || b > 255)
+			return -1;
+		for (; a <= b; a++)
+			ok[a / 8] |= (unsigned char)(1u << (a % 8));
+		return 0;
+	}
+	for (q = buf + 1; *q;) {
+		a = strtoul(q, &e, 10);
+		if (e == q || a > 255 || (*e && *e != ';'))
+			return -1;
+		ok[a / 8] |= (unsigned char)(1u << (a % 8));
+		q = *e ? e + 1 : e;
+	}
+	return 0;
+}
+
+/* code_parse - "127.0.0.2", "127.0.[0..255].[1..3]"; 0 or -1 */
+static int code_parse(const char *p, struct gl_code *code)
+{
+	memset(code, 0, sizeof(*code));
+	for (int o = 0; o < 4; o++) {
+		const char *close = *p == '[' ? strchr(p, ']') : NULL;
+		size_t n = close ? (size_t)(close - p) + 1 : o < 3 ? strcspn(p, ".") : strlen(p);
+
+		if ((o < 3 && p[n] != '.') || octet_parse(p, n, code->ok[o]) < 0)
+			return -1;
+		p += n + (o < 3);
+	}
+	return 0;
+}
+
+/* zone_ok - a DNS name: labels of letters, digits, '-', '_' */
+static int zone_ok(const char *z, size_t n)
+{
+	size_t label = 0;
+
+	if (n == 0 || n > 200 || z[0] == '.' || z[n - 1] == '.')
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		if (z[i] == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+		} else if (!isalnum((unsigned char)z[i]) && z[i] != '-' && z[i] != '_') {
+			return 0;
+		} else if (++label > 63) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* wl_add_code - one more answer code for zone w; 0 or -1 */
+static int wl_add_code(struct gl_wl *w, const char *text, char *err, size_t errlen)
+{
+	struct gl_code *v = realloc(w->codes, (w->ncodes + 1) * sizeof(*v));
+
+	if (v == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	w->codes = v;
+	if (code_parse(text, &v[w->ncodes]) < 0) {
+		snprintf(err, errlen, "dnswl: '%s' is not an answer code (127.0.0.2, "
+			 "127.0.[0..255].[1..3], 127.0.0.[2;4])", text);
+		return -1;
+	}
+	w->ncodes++;
+	return 0;
+}
+
+/* wl_configure - the dnswl entries; a bare code continues the zone before */
+static int wl_configure(struct gl_conf *c, char *err, size_t errlen)
+{
+	size_t n = 0;
+
+	for (const char *const *p = c->dnswl; p && *p; p++)
+		n++;
+	if (n > 0 && (c->wls = calloc(n, sizeof(*c->wls))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (const char *const *p = c->dnswl; p && *p; p++) {
+		const char *e = *p, *eq = strchr(e, '=');
+		size_t zl = eq ? (size_t)(eq - e) : strlen(e);
+		struct gl_wl *w;
+
+		if (!eq && c->nwls > 0 && c->wls[c->nwls - 1].codes != NULL &&
+		    isdigit((unsigned char)e[0]) && code_parse(e, &(struct gl_code){ 0 }) == 0) {
+			if (wl_add_code(&c->wls[c->nwls - 1], e, err, errlen) < 0)
+				return -1;
+			continue;
+		}
+		if (!zone_ok(e, zl)) {
+			snprintf(err, errlen, "dnswl: '%s': '%.*s' is not a zone name", e, (int)zl, e);
+			return -1;
+		}
+		w = &c->wls[c->nwls++];
+		snprintf(w->zone, sizeof(w->zone), "%.*s", (int)zl, e);
+		lower_zone(w->zone);
+		if (eq && wl_add_code(w, eq + 1, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 static int gl_configure(void *conf, char *err, size_t errlen)
@@ -162,8 +336,13 @@ static int gl_configure(void *conf, char *err, size_t errlen)
 		gl_unconfigure(c);
 		return -1;
 	}
+	if (wl_configure(c, err, errlen) < 0) {
+		gl_unconfigure(c);
+		return -1;
+	}
 	host->log(NULL, PX_PRIO_INFO, "delay_ms=%lld retry_window_ms=%lld max_age_ms=%lld "
-		  "auto_allow=%lld", c->delay, c->retry_window, c->max_age, c->auto_allow);
+		  "auto_allow=%lld dnswl_zones=%zu", c->delay, c->retry_window, c->max_age,
+		  c->auto_allow, c->nwls);
 	return 0;
 }
 
@@ -328,6 +507,76 @@ static const char *exempt(const struct gl_conf *c, struct px_txn *txn, const cha
 	return NULL;
 }
 
+/* reversed - the DNSxL form of an address ("4.3.2.1", IPv6 nibbles) */
+static int reversed(const char *addr, char *out, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char b[16];
+	size_t o = 0;
+
+	if (inet_pton(AF_INET, addr, b) == 1) {
+		snprintf(out, len, "%u.%u.%u.%u", b[3], b[2], b[1], b[0]);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, addr, b) != 1 || len < 64)
+		return -1;
+	if (memcmp(b, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) {
+		snprintf(out, len, "%u.%u.%u.%u", b[15], b[14], b[13], b[12]);
+		return 0;
+	}
+	for (int i = 15; i >= 0; i--) {
+		out[o++] = hex[b[i] & 0xf];
+		out[o++] = '.';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = i ? '.' : '\0';
+	}
+	return 0;
+}
+
+/* code_counts - an A answer (network order) that lists in w */
+static int code_counts(const struct gl_wl *w, const unsigned char *a)
+{
+	if (w->codes == NULL)
+		return a[0] == 127 && !(a[1] == 0 && a[2] == 0 && a[3] == 255);
+	for (size_t i = 0; i < w->ncodes; i++) {
+		int o;
+
+		for (o = 0; o < 4 && (w->codes[i].ok[o][a[o] / 8] & (1u << (a[o] % 8))); o++)
+			;
+		if (o == 4)
+			return 1;
+	}
+	return 0;
+}
+
+/* dnswl_listed - the first dnswl zone that lists the client, or NULL */
+static const char *dnswl_listed(const struct gl_conf *c, struct px_txn *txn, const char *addr)
+{
+	char rev[80], name[400];
+
+	if (c->nwls == 0 || reversed(addr, rev, sizeof(rev)) < 0)
+		return NULL;
+	for (size_t i = 0; i < c->nwls; i++) {
+		const struct gl_wl *w = &c->wls[i];
+		struct px_dns_answer *ans = NULL;
+		enum px_dns_status st;
+		int hit = 0;
+
+		snprintf(name, sizeof(name), "%s.%s", rev, w->zone);
+		st = host->dns_query(txn, name, 1, &ans);
+		for (size_t j = 0; st == PX_DNS_OK && ans && j < ans->count && !hit; j++)
+			hit = ans->len[j] == 4 && code_counts(w, ans->data[j]);
+		if (st == PX_DNS_TEMPFAIL || st == PX_DNS_ERROR)
+			host->log(txn, PX_PRIO_INFO, "dnswl zone=%s error=%s", w->zone,
+				  st == PX_DNS_TEMPFAIL ? "tempfail" : "query");
+		if (ans)
+			host->dns_free(ans);
+		if (hit)
+			return w->zone;
+	}
+	return NULL;
+}
+
 /* client_net - the triplet's first part: the network, or d:DOMAIN */
 static void client_net(const struct gl_conf *c, struct px_txn *txn, const struct gl_addr *a,
 		       const char *from, char *net, size_t size)
@@ -372,6 +621,14 @@ static enum px_verdict gl_rcpt(const void *conf, struct px_txn *txn)
 		return PX_NEXT;
 	if ((why = exempt(c, txn, from, rcpt, &a)) != NULL) {
 		host->record(txn, "greylist", "skip", why);
+		return PX_NEXT;
+	}
+	if ((why = dnswl_listed(c, txn, addr)) != NULL) {
+		char props[300];
+
+		snprintf(props, sizeof(props), "reason=dnswl zone=%s", why);
+		host->record(txn, "greylist", "skip", props);
+		host->log(txn, PX_PRIO_INFO, "dnswl=listed zone=%s client=%s", why, addr);
 		return PX_NEXT;
 	}
 	client_net(c, txn, &a, from, net, sizeof(net));

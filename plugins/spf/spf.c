@@ -12,6 +12,7 @@
  *	    received_spf       = no
  *	    helo_check         = no
  *	    skip_authenticated = yes
+ *	    skip_trusted       = no
  *	    max_void_lookups   = 2
  *	    max_macros         = 16
  *	}
@@ -58,6 +59,7 @@ struct spf_conf {
 	int received_spf;
 	int helo_check;
 	int skip_authenticated;
+	int skip_trusted;
 	long long max_void_lookups;
 	long long max_macros;
 
@@ -77,6 +79,8 @@ static const struct px_option spf_options[] = {
 	{ "skip_authenticated", PX_OPT_BOOL, "yes", 0, 0,
 	  offsetof(struct spf_conf, skip_authenticated),
 	  "no check for clients that authenticated (SMTP AUTH, XCLIENT LOGIN)" },
+	{ "skip_trusted", PX_OPT_BOOL, "no", 0, 0, offsetof(struct spf_conf, skip_trusted),
+	  "no check for clients in trusted_networks (get(\"client.trusted\"), ABI 1.3)" },
 	{ "max_void_lookups", PX_OPT_INT, "2", 0, 100, offsetof(struct spf_conf, max_void_lookups),
 	  "void DNS answers allowed per check before permerror (RFC 7208 4.6.4)" },
 	{ "max_macros", PX_OPT_INT, "16", 1, 1000, offsetof(struct spf_conf, max_macros),
@@ -543,6 +547,7 @@ static enum px_verdict spf_mail(const void *conf, struct px_txn *txn)
 	const char *addr = host->get(txn, "client.addr");
 	const char *helo = host->get(txn, "helo");
 	const char *from = host->get(txn, "mail.from");
+	const char *trusted;
 	struct outcome mf, he;
 	char ip[INET6_ADDRSTRLEN];
 	int fam, dns_down = 0;
@@ -553,6 +558,11 @@ static enum px_verdict spf_mail(const void *conf, struct px_txn *txn)
 		session_clear(*host->slot(txn));
 	if (c->skip_authenticated && host->get(txn, "auth.login") != NULL) {
 		host->log(txn, PX_PRIO_DEBUG, "skipped=authenticated");
+		return PX_NEXT;
+	}
+	if (c->skip_trusted && (trusted = host->get(txn, "client.trusted")) != NULL &&
+	    strcmp(trusted, "yes") == 0) {
+		host->log(txn, PX_PRIO_DEBUG, "skipped=trusted");
 		return PX_NEXT;
 	}
 	if (addr == NULL || from == NULL || (fam = client_ip(addr, ip, sizeof(ip))) == 0) {
@@ -720,9 +730,10 @@ static int spf_configure(void *conf, char *err, size_t errlen)
 		return -1;
 	}
 	host->log(NULL, PX_PRIO_INFO, "configured received_spf=%s helo_check=%s "
-		  "skip_authenticated=%s max_void_lookups=%lld max_macros=%lld",
+		  "skip_authenticated=%s skip_trusted=%s max_void_lookups=%lld max_macros=%lld",
 		  c->received_spf ? "yes" : "no", c->helo_check ? "yes" : "no",
-		  c->skip_authenticated ? "yes" : "no", c->max_void_lookups, c->max_macros);
+		  c->skip_authenticated ? "yes" : "no", c->skip_trusted ? "yes" : "no",
+		  c->max_void_lookups, c->max_macros);
 	return 0;
 }
 

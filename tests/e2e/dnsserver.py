@@ -2,7 +2,8 @@
 
 It listens on 127.0.0.1, UDP and TCP on the same free port, in a thread of
 the test process, and answers from the records it was given. It can answer
-SERVFAIL for chosen names, HANG (never answer) for chosen names, and counts
+SERVFAIL for chosen names, HANG (never answer) for chosen names, DELAY
+(answer late, after a number of seconds) for chosen names, and counts
 the queries it received, per name and type, so a test can tell whether
 Postern's resolver asked or answered from its cache.
 
@@ -32,6 +33,7 @@ Use it (the API is stable: the SPF, DKIM and DMARC tests build on it):
         dns.add("new.example", "A", "192.0.2.9")     # records can change live
         dns.set_servfail("other.example")            # so can the failures
         dns.set_hang("dead.example")
+        dns.set_delay("slow.example", 10)          # answered 10 s late
         dns.clear_failures()
         dns.reset_counts()
 
@@ -55,6 +57,9 @@ Answers:
   - a name listed in servfail: SERVFAIL; in hang: no answer at all, ever.
     Patterns: an exact name, or "*.suffix" for every name below suffix
     (not suffix itself); both are checked before the records.
+  - a name matching a pattern of delay ({pattern: seconds}): its answer
+    (whatever it is) is sent that many seconds late; the server keeps
+    answering other names meanwhile (one thread per query).
   - answers too big for the client's UDP size (512, or its EDNS size)
     are truncated (TC), so the client retries over TCP, which is served.
 
@@ -127,13 +132,13 @@ class DNSServer:
     """An authoritative test DNS server on 127.0.0.1 (UDP and TCP, one port).
 
     DNSServer(records=None, zone=None, servfail=(), hang=(), ttl=300,
-              neg_ttl=300, port=0)
+              neg_ttl=300, port=0, delay=None)
     start() / stop(), or use it as a context manager. See the module's
     docstring for what it answers.
     """
 
     def __init__(self, records=None, zone=None, servfail=(), hang=(), ttl=300,
-                 neg_ttl=300, port=0):
+                 neg_ttl=300, port=0, delay=None):
         self.ttl = ttl
         self.neg_ttl = neg_ttl
         self._want_port = port
@@ -143,6 +148,9 @@ class DNSServer:
         self.log = []             # (name, type name, transport), in arrival order
         self.servfail_names = _Pattern(servfail)
         self.hang_names = _Pattern(hang)
+        self.delays = []          # [(_Pattern, seconds)]
+        for name, secs in (delay or {}).items():
+            self.set_delay(name, secs)
         self._udp = self._tcp = None
         self._threads = []
         self.port = None
@@ -192,9 +200,20 @@ class DNSServer:
     def set_hang(self, name):
         self.hang_names.add(name)
 
+    def set_delay(self, name, seconds):
+        """Answer name (a pattern, as for hang) seconds late."""
+        with self._lock:
+            self.delays.append((_Pattern([name]), float(seconds)))
+
+    def _delay_of(self, n):
+        with self._lock:
+            return max([s for p, s in self.delays if p.match(n)] or [0.0])
+
     def clear_failures(self):
         self.servfail_names.clear()
         self.hang_names.clear()
+        with self._lock:
+            self.delays = []
 
     # ---- counts ----
 
@@ -247,6 +266,9 @@ class DNSServer:
             self.log.append((n, QTYPE.get(q.qtype, str(q.qtype)), transport))
         if self.hang_names.match(n):
             return None
+        late = self._delay_of(n)
+        if late > 0:
+            time.sleep(late)      # this query's own thread
         reply = req.reply()          # QR, RD copied; AA set below
         reply.header.aa = 1
         if self.servfail_names.match(n):

@@ -155,6 +155,9 @@ def test_3_limits_get_on_error_tempfail_and_say_which(plugin, sink, make_postern
         assert d.grep(r"plugin=clamav scan result=error error=limit limit=%s .*action=on_error"
                       % limit), limit
     assert d.grep(r"limits disagree=yes message_size=\d+ max_filesize=1048576")
+    # said at start too, before any message: limits.message_size_max is larger
+    assert d.grep(r"plugin=clamav limits disagree=yes at=configure message_size_max=\d+ "
+                  r"max_filesize=1048576 max_scansize=4194304")
     assert d.grep(r"plugin name=clamav stage=data-end error=invalid-verdict action=tempfail")
     # under the limits, the same kinds of message pass
     assert send(d, ct.clean_zip(2), sender="ok@client.test").code == 250

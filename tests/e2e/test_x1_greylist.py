@@ -131,3 +131,37 @@ def test_lmdb_survives_restart_and_admin(sink, make_posternd, plugin, postern_bi
     r = postern(postern_bin, d, "purge")
     assert r.returncode == 0, r.stderr
     assert "passed" not in postern(postern_bin, d, "list").stdout
+
+
+def test_dnswl_exemption(sink, make_posternd, plugin):
+    """dnswl = zone[=codes]: a client listed on a DNSWL zone (served by
+    dnsserver.py) with an answer code that counts is not greylisted
+    (greylist=skip reason=dnswl); a code that does not count, an unlisted
+    client and a zone that fails (SERVFAIL) greylist as usual."""
+    from dnsserver import DNSServer
+
+    records = {
+        "20.2.0.192.wl.test": [("A", "127.0.10.2")],       # trust level 2: counts
+        "21.2.0.192.wl.test": [("A", "127.0.10.0")],       # level 0: not in the codes
+        "23.2.0.192.any.test": [("A", "127.0.0.4")],       # no codes: any 127/8
+        "24.2.0.192.any.test": [("A", "127.0.0.255")],     # but "query refused"
+    }
+    with DNSServer(records, servfail=["25.2.0.192.wl.test"]) as dns:
+        port = px.free_port()
+        s = st.proxy_settings(port)
+        s["dns_forward"] = [dns.addr]
+        d = make_posternd("smtp:" + sink.address, settings=s, port=port, start=False)
+        px.write_conf_d(d, "60-store.conf", st.greylist(
+            plugin, delay="1h", retry_window="2h",
+            dnswl="wl.test=127.0.[0..255].[1..3], any.test"))
+        d.start()
+        r, eod = st.attempt(d.port, "wl@client.test", src="192.0.2.20")
+        assert r.code == 250 and eod.code == 250, (r, eod)
+        assert d.wait_log(r"plugin=greylist dnswl=listed zone=wl\.test client=192\.0\.2\.20")
+        assert st.attempt(d.port, "wl@client.test", src="192.0.2.23",
+                          send_data=False)[0].code == 250
+        for src in ("192.0.2.21", "192.0.2.22", "192.0.2.24", "192.0.2.25"):
+            r, _ = st.attempt(d.port, "wl@client.test", src=src, send_data=False)
+            assert r.code == 451, (src, r)
+        assert dns.queries("20.2.0.192.wl.test", "A") >= 1
+        assert d.grep(r"dnswl zone=wl\.test error=tempfail")

@@ -26,6 +26,7 @@
 #include <check.h>
 
 #include "common/log.h"
+#include "filters/chain.h"
 #include "policy/config.h"
 
 #ifndef TEST_SRCDIR
@@ -221,13 +222,41 @@ END_TEST
 
 /* ------------------------------------------------------------- shipped */
 
+/* The shipped conf.d turns spf, dkim and dmarc on (found in plugin_dir: the
+ * build's plugins/built, see Makefile.am) and appends the DMARC rules to
+ * policy.actions; everything else is the defaults. */
+static const char *const shipped_ov[] = { "plugin_dir=" TEST_BUILDDIR "/plugins/built" };
+#define SHIPPED_ACTIONS "policy.actions = dmarc-policy=reject reject, " \
+	"dmarc-policy=quarantine quarantine, dmarc=temperror tempfail, dmarc=permerror reject"
+
+/* shipped_differences - check and drop what the shipped files add to the defaults */
+static void shipped_differences(struct px_config *c, char *dump)
+{
+	char *p = strstr(dump, SHIPPED_ACTIONS "\n"), *q;
+
+	ck_assert_msg(p != NULL && (p == dump || p[-1] == '\n'), "%s", dump);
+	q = p + strlen(SHIPPED_ACTIONS);
+	memmove(p + strlen("policy.actions ="), q, strlen(q) + 1);
+	/* the plugin sections' keys come last in the dump */
+	ck_assert(has_line(dump, "plugin.spf.skip_trusted = yes"));
+	ck_assert(has_line(dump, "plugin.dmarc.skip_trusted = yes"));
+	ck_assert_ptr_nonnull(p = strstr(dump, "\nplugin."));
+	p[1] = '\0';
+	ck_assert_ptr_nonnull(c->chain);
+	ck_assert_uint_eq(c->chain->n, 3);
+	ck_assert_str_eq(c->chain->v[0].name, "dkim");
+	ck_assert_str_eq(c->chain->v[1].name, "spf");
+	ck_assert_str_eq(c->chain->v[2].name, "dmarc");
+}
+
 START_TEST(shipped_config_loads)
 {
-	struct px_config *c = load_ok(TEST_SRCDIR "/postern.conf", NULL, 0);
-	struct px_config *d = load_ok(FIXTURES "/minimal/postern.conf", NULL, 0);
+	struct px_config *c = load_ok(TEST_SRCDIR "/postern.conf", shipped_ov, 1);
+	struct px_config *d = load_ok(FIXTURES "/minimal/postern.conf", shipped_ov, 1);
 	char *a = dump_of(c), *b = dump_of(d);
 
 	ck_assert_str_eq(err, "");
+	shipped_differences(c, a);
 	ck_assert_str_eq(a, b);
 	free(a);
 	free(b);
@@ -282,10 +311,11 @@ START_TEST(shipped_comments_are_defaults)
 		free(list[i]);
 	}
 	free(list);
-	c = load_ok(tmp_path("postern.conf"), NULL, 0);
-	d = load_ok(FIXTURES "/minimal/postern.conf", NULL, 0);
+	c = load_ok(tmp_path("postern.conf"), shipped_ov, 1);
+	d = load_ok(FIXTURES "/minimal/postern.conf", shipped_ov, 1);
 	a = dump_of(c);
 	b = dump_of(d);
+	shipped_differences(c, a);
 	ck_assert_str_eq(a, b);
 	free(a);
 	free(b);
@@ -670,6 +700,40 @@ START_TEST(trusted_networks)
 }
 END_TEST
 
+/* pregreet_auto_is_port_25 - the check's switch: auto (the default) is on
+ * for listeners on port 25, a listener section's own word wins, and the
+ * delay and memory have their defaults */
+START_TEST(pregreet_auto_is_port_25)
+{
+	struct px_config *c;
+
+	write_file("postern.conf", "listen = { \"127.0.0.1:25\", \"127.0.0.1:2525\" }\n"
+		   "listener \"a\" {\n address = \"127.0.0.1:26\"\n pregreet = yes\n}\n"
+		   "listener \"b\" {\n address = \"[::1]:25\"\n pregreet = no\n}\n"
+		   "listener \"c\" {\n address = \"[::1]:25\"\n}\n");
+	write_file("conf.d/10-x.conf", "listener \"c\" {\n address = \"[::1]:2526\"\n}\n");
+	c = load_ok(tmp_path("postern.conf"), NULL, 0);
+	ck_assert_uint_eq(c->transport.nlisteners, 5);
+	ck_assert_int_eq(c->transport.listeners[0].pregreet, 1);
+	ck_assert_int_eq(c->transport.listeners[1].pregreet, 0);
+	ck_assert_int_eq(c->transport.listeners[2].pregreet, 1);
+	ck_assert_int_eq(c->transport.listeners[3].pregreet, 0);
+	ck_assert_int_eq(c->transport.listeners[4].pregreet, 0);
+	ck_assert_uint_eq(c->transport.pregreet_delay, 6000);
+	ck_assert(c->transport.greet_ttl == 86400000ULL);
+	ck_assert(c->transport.pregreet_fail_ttl == 3600000ULL);
+	px_config_unref(c);
+	write_file("postern.conf", "listen = { \"127.0.0.1:25\" }\npregreet {\n enable = no\n"
+		   " delay = 2s\n greet_ttl = 0\n}\n");
+	unlink(tmp_path("conf.d/10-x.conf"));
+	c = load_ok(tmp_path("postern.conf"), NULL, 0);
+	ck_assert_int_eq(c->transport.listeners[0].pregreet, 0);
+	ck_assert_uint_eq(c->transport.pregreet_delay, 2000);
+	ck_assert(c->transport.greet_ttl == 0);
+	px_config_unref(c);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ dump */
 
 START_TEST(dump_lines)
@@ -761,6 +825,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, relay_domains);
 	tcase_add_test(tc, relay_domains_none);
 	tcase_add_test(tc, trusted_networks);
+	tcase_add_test(tc, pregreet_auto_is_port_25);
 	tcase_add_test(tc, dump_lines);
 	tcase_add_test(tc, dump_round_trips_through_overrides);
 	suite_add_tcase(s, tc);
