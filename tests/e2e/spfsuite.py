@@ -199,9 +199,12 @@ def run_one(postern, conf, t):
     return spf_result(out), out.reply, out
 
 
-def judge(t, got, reply):
+def judge(t, got, reply, out=None):
     """None when the test passes, else why not."""
     want = t["result"] if isinstance(t["result"], list) else [t["result"]]
+    if got is None and out is not None:
+        return "result None, expected %s (postern test exit %s, stderr: %s)" % (
+            "|".join(want), out.returncode, out.stderr.strip()[-600:])
     if got not in want:
         return "result %s, expected %s" % (got, "|".join(want))
     exp = t.get("explanation")
@@ -227,7 +230,7 @@ def run_suite(postern, workdir, only=(), verbose=False, log=print):
             for name in names:
                 t = tests[name]
                 got, reply, out = run_one(postern, conf, t)
-                why = judge(t, got, reply)
+                why = judge(t, got, reply, out)
                 if why is None:
                     passed.append(name)
                     if verbose:

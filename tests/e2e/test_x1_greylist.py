@@ -67,6 +67,31 @@ def test_spf_pass_counts_the_domain(sink, make_posternd, plugin):
     assert d.wait_log(r'greylisted=passed key="t:d:bigsender.test/')
 
 
+def test_spf_plugin_pass_counts_the_domain(sink, make_posternd, plugin):
+    """The same with the real SPF plugin ahead of greylist: the sender's
+    domain publishes both client networks (served by the test DNS server),
+    SPF passes for each, and the retry from the other network passes."""
+    from dnsserver import DNSServer
+    records = {"bigsender.example.net":
+               [("TXT", "v=spf1 ip4:203.0.113.0/24 ip4:198.51.100.0/24 -all")]}
+    with DNSServer(records) as dns:
+        port = px.free_port()
+        settings = dict(st.proxy_settings(port), dns_forward=[dns.addr])
+        d = make_posternd("smtp:" + sink.address, settings=settings, port=port, start=False)
+        px.write_conf_d(d, "60-store.conf", px.plugin_section("spf", path=plugin("spf")) +
+                        st.greylist(plugin, delay="2s"))
+        d.start()
+        sender = "pool-%s@bigsender.example.net" % os.path.basename(d.workdir)
+        t0 = time.monotonic()
+        r, _ = st.attempt(d.port, sender, src="203.0.113.5")
+        assert r.code == 451, r
+        wait_past(t0, DELAY + 0.2)
+        r, eod = st.attempt(d.port, sender, src="198.51.100.200")
+        assert r.code == 250 and eod.code == 250, (r, eod)
+        assert d.wait_log(r'greylisted=passed key="t:d:bigsender\.example\.net/')
+        assert d.grep(r"plugin name=spf stage=mail verdict=next")
+
+
 def test_exemptions(sink, make_posternd, plugin):
     d = st.start_node(make_posternd, "smtp:" + sink.address,
                       [st.greylist(plugin, delay="1h", retry_window="2h",
