@@ -156,8 +156,13 @@ static void *worker_main(void *arg)
 		job->state = JOB_DONE;
 		ev = job->ev;
 		pthread_mutex_unlock(&pool->lock);
-		/* after this the submitter's base may free job at any time */
-		event_active(ev, EV_TIMEOUT, 0);
+		if (ev == NULL) {         /* detached: done here, nobody waits */
+			job->done(job->arg);
+			free(job);
+		} else {
+			/* after this the submitter's base may free job at any time */
+			event_active(ev, EV_TIMEOUT, 0);
+		}
 		pthread_mutex_lock(&pool->lock);
 	}
 	pool->nthreads--;
@@ -201,7 +206,8 @@ struct px_workpool *px_workpool_new(unsigned threads, unsigned queue_max, char *
 	return pool;
 }
 
-/* px_workpool_submit_job - queue one job */
+/* px_workpool_submit_job - queue one job (base NULL: detached, done runs on
+ * the worker, or at stop when the job was dropped) */
 struct px_job *px_workpool_submit_job(struct px_workpool *pool, struct event_base *base,
 				      px_work_fn work, px_done_fn done, void *arg)
 {
@@ -212,14 +218,15 @@ struct px_job *px_workpool_submit_job(struct px_workpool *pool, struct event_bas
 	job->work = work;
 	job->done = done;
 	job->arg = arg;
-	if ((job->ev = event_new(base, -1, 0, job_done, job)) == NULL) {
+	if (base != NULL && (job->ev = event_new(base, -1, 0, job_done, job)) == NULL) {
 		free(job);
 		return NULL;
 	}
 	pthread_mutex_lock(&pool->lock);
 	if (pool->queued >= pool->queue_max || pool->stopping || pool->closed) {
 		pthread_mutex_unlock(&pool->lock);
-		event_free(job->ev);
+		if (job->ev != NULL)
+			event_free(job->ev);
 		free(job);
 		errno = EAGAIN;
 		return NULL;
@@ -313,7 +320,10 @@ static void drop_queue(struct px_workpool *pool)
 
 	while ((job = pool->head) != NULL) {
 		pool->head = job->next;
-		event_free(job->ev);
+		if (job->ev == NULL)
+			job->done(job->arg);  /* detached: its done frees what it owns */
+		else
+			event_free(job->ev);
 		free(job);
 	}
 	pool->tail = NULL;

@@ -50,7 +50,11 @@ struct px_workpool *px_workpool_new(unsigned threads, unsigned queue_max, char *
 int px_workpool_submit(struct px_workpool *pool, struct event_base *base, px_work_fn work,
 		       px_done_fn done, void *arg);
 /* px_workpool_submit_job - the same, returning the job for px_workpool_abandon
- * (valid until its done has run), or NULL when full */
+ * (valid until its done has run), or NULL when full. base NULL: a detached
+ * job, nobody waits for it: done runs on the worker right after work (or,
+ * if the pool stops before it ran, at px_workpool_stop, without work), so
+ * it is never lost when the event loops have stopped first; not for
+ * px_workpool_abandon. */
 struct px_job *px_workpool_submit_job(struct px_workpool *pool, struct event_base *base,
 				      px_work_fn work, px_done_fn done, void *arg);
 

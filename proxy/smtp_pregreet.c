@@ -111,6 +111,12 @@ static void pg_done(void *arg)
 	free(pg);
 }
 
+/* pg_write_done - a write's end, on the worker (or at the pool's stop) */
+static void pg_write_done(void *arg)
+{
+	free(arg);
+}
+
 /* pg_new - a store call for the session's client */
 static struct px_pregreet *pg_new(struct px_session *s)
 {
@@ -133,7 +139,10 @@ static void pg_write(struct px_session *s, const char *value, unsigned long long
 	pg->write = 1;
 	snprintf(pg->value, sizeof(pg->value), "%s", value);
 	pg->ttl_ms = ttl_ms;
-	if ((pg->job = px_workpool_submit_job(pg->pool, s->base, pg_work, pg_done, pg)) == NULL) {
+	/* detached: nobody waits, and a write still queued at shutdown (the
+	 * loops stopped first) is freed by the pool, not lost */
+	if ((pg->job = px_workpool_submit_job(pg->pool, NULL, pg_work, pg_write_done,
+					      pg)) == NULL) {
 		px_log(PX_LOG_WARN, s->sid, "pregreet client=%s error=pool-full write=%s",
 		       s->client_addr, value);
 		free(pg);
