@@ -140,9 +140,9 @@ static void pg_write(struct px_session *s, const char *value, unsigned long long
 	snprintf(pg->value, sizeof(pg->value), "%s", value);
 	pg->ttl_ms = ttl_ms;
 	/* detached: nobody waits, and a write still queued at shutdown (the
-	 * loops stopped first) is freed by the pool, not lost */
-	if ((pg->job = px_workpool_submit_job(pg->pool, NULL, pg_work, pg_write_done,
-					      pg)) == NULL) {
+	 * loops stopped first) is freed by the pool, not lost; pg may be gone
+	 * as soon as it is queued (nothing of it is touched after) */
+	if (px_workpool_submit_job(pg->pool, NULL, pg_work, pg_write_done, pg) == NULL) {
 		px_log(PX_LOG_WARN, s->sid, "pregreet client=%s error=pool-full write=%s",
 		       s->client_addr, value);
 		free(pg);
